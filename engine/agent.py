@@ -1,0 +1,270 @@
+"""The Agents SDK side of one episode: the agent, its tools bound to the environment
+session, and the policy model wrapped so every call becomes a `turn` event and a tau2
+trajectory message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from agents import (
+    Agent,
+    FunctionTool,
+    Model,
+    ModelResponse,
+    ModelSettings,
+    StopAtTools,
+)
+from agents.agent_output import AgentOutputSchemaBase
+from agents.handoffs import Handoff
+from agents.items import TResponseInputItem, TResponseStreamEvent
+from agents.models.interface import ModelTracing
+from agents.tool import Tool
+from agents.tool_context import ToolContext
+from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+from engine.config import EpisodeSpec
+from engine.envs.base import EnvSession, ToolSchema
+from engine.events import EventLog
+from engine.trajectory import DONE_TOOL, STOP_TOKEN, Trajectory, assistant_message, calls_of, tool_call
+
+if TYPE_CHECKING:
+    from tau2.data_model.message import Message
+
+
+class EpisodeStop(Exception):
+    """Ends the agent loop with a tau2 termination reason (max_steps, too_many_errors)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class EpisodeState:
+    """Counters of one episode, shared by the model wrapper, the tools and the loop."""
+
+    spec: EpisodeSpec
+    trajectory: Trajectory
+    events: EventLog
+    steps: int = 0
+    tool_errors: int = 0
+    turns: int = 0
+    tool_calls: int = 0
+    stopped: bool = False
+    skipped_calls: set[str] = field(default_factory=set)
+
+    def check_budget(self) -> None:
+        """tau2's orchestrator checks: step and tool-error budgets, before a new message."""
+        if self.steps >= self.spec.max_steps:
+            raise EpisodeStop("max_steps")
+        if self.tool_errors >= self.spec.max_errors:
+            raise EpisodeStop("too_many_errors")
+
+    def record_turn(self, message: Message, *, latency_s: float, usage: dict[str, int] | None,
+                    model: str | None, history: bool = False) -> None:
+        idx = self.trajectory.add(message)
+        self.turns += 1
+        self.steps += 1
+        content = message.content
+        self.events.emit(
+            "turn",
+            role=message.role,
+            turn=idx,
+            content=content,
+            tool_calls=calls_of(message),
+            latency_s=latency_s,
+            usage=usage,
+            model=model,
+            stop=content is not None and STOP_TOKEN in content,
+            history=history,
+        )
+
+    def record_tool(self, call_name: str, arguments: dict[str, Any], message: Message,
+                    *, latency_s: float, history: bool = False) -> None:
+        idx = self.trajectory.add(message)
+        self.tool_calls += 1
+        error = bool(getattr(message, "error", False))
+        if error:
+            self.tool_errors += 1
+        self.events.emit(
+            "tool_call",
+            call_id=message.id,  # type: ignore[union-attr]
+            name=call_name,
+            arguments=arguments,
+            result=message.content,
+            error=error,
+            latency_s=latency_s,
+            requestor=message.requestor,  # type: ignore[union-attr]
+            turn=idx,
+            history=history,
+        )
+
+
+def _parse_arguments(raw: str) -> dict[str, Any]:
+    """Tool arguments as tau2 records them: a JSON object, or {} when the model's JSON is
+    malformed (the environment then answers with its own error)."""
+    try:
+        parsed = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _text_of(item: ResponseOutputMessage) -> str:
+    return "".join(getattr(part, "text", "") or "" for part in item.content)
+
+
+class ObservedModel(Model):
+    """Wraps the policy model: budget checks, the model-call limiter, `turn` events."""
+
+    def __init__(self, inner: Model, state: EpisodeState, limiter: anyio.CapacityLimiter,
+                 model_name: str | None) -> None:
+        self.inner = inner
+        self.state = state
+        self.limiter = limiter
+        self.model_name = model_name
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        self.state.check_budget()
+        async with self.limiter:
+            started = time.perf_counter()
+            response = await self.inner.get_response(
+                system_instructions, input, model_settings, tools, output_schema, handoffs,
+                tracing, previous_response_id=previous_response_id,
+                conversation_id=conversation_id, prompt=prompt,
+            )
+            latency = time.perf_counter() - started
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for item in response.output:
+            if isinstance(item, ResponseFunctionToolCall):
+                calls.append({"id": item.call_id, "name": item.name,
+                              "arguments": _parse_arguments(item.arguments)})
+            elif isinstance(item, ResponseOutputMessage):
+                texts.append(_text_of(item))
+        message = assistant_message("".join(texts) or None, calls, solo_mode=self.state.spec.solo_mode)
+        if message.content is not None and STOP_TOKEN in message.content:
+            self.state.stopped = True
+            # tau2 drops every other call of a stop message; don't execute them either
+            self.state.skipped_calls.update(c["id"] for c in calls)
+        usage = response.usage
+        self.state.record_turn(
+            message,
+            latency_s=latency,
+            usage=(
+                {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                 "total_tokens": usage.total_tokens}
+                if usage.total_tokens else None
+            ),
+            model=self.model_name,
+        )
+        if message.tool_calls:
+            self.state.steps += 1  # the environment's reply to these calls is one tau2 step
+        return response
+
+    def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        raise NotImplementedError("the engine runs agents with Runner.run, not streaming")
+
+
+def function_tool(schema: ToolSchema, session: EnvSession, state: EpisodeState,
+                  lock: anyio.Lock) -> FunctionTool:
+    async def invoke(ctx: ToolContext[Any], raw_arguments: str) -> str:
+        call_id = ctx.tool_call_id
+        if call_id in state.skipped_calls or schema.name == DONE_TOOL:
+            return STOP_TOKEN
+        arguments = _parse_arguments(raw_arguments)
+        # Tools of one message run one at a time, in call order, as in tau2.
+        async with lock:
+            started = time.perf_counter()
+            result = await session.call_tool(tool_call(call_id, schema.name, arguments, "assistant"))
+            state.record_tool(schema.name, arguments, result, latency_s=time.perf_counter() - started)
+        return str(result.content)
+
+    return FunctionTool(
+        name=schema.name,
+        description=schema.description,
+        params_json_schema=schema.parameters,
+        on_invoke_tool=invoke,
+        strict_json_schema=False,
+    )
+
+
+def model_settings(spec: EpisodeSpec) -> ModelSettings:
+    sampling = spec.policy.sampling
+    extra: dict[str, Any] = {}
+    if sampling.seed is not None:
+        extra["seed"] = sampling.seed
+    return ModelSettings(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        parallel_tool_calls=False,
+        extra_args=extra or None,
+    )
+
+
+def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> Agent[Any]:
+    lock = anyio.Lock()
+    tools: list[Tool] = [function_tool(s, session, state, lock) for s in session.tools]
+    return Agent(
+        name="tau2-agent",
+        instructions=session.system_prompt,
+        tools=tools,
+        model=model,
+        model_settings=model_settings(state.spec),
+        tool_use_behavior=StopAtTools(stop_at_tool_names=[DONE_TOOL]) if session.solo_mode else "run_llm_again",
+    )
+
+
+def input_items(messages: list[Message]) -> list[TResponseInputItem]:
+    """The agent's view of tau2 messages (user tool calls are invisible to the agent)."""
+    items: list[Any] = []
+    for m in messages:
+        if m.role == "user" and m.content is not None:
+            items.append({"role": "user", "content": m.content})
+        elif m.role == "assistant":
+            if m.content is not None:
+                items.append({"role": "assistant", "content": m.content})
+            for c in m.tool_calls or []:  # type: ignore[union-attr]
+                items.append({"type": "function_call", "call_id": c.id, "name": c.name,
+                              "arguments": json.dumps(c.arguments)})
+        elif m.role == "tool" and m.requestor == "assistant":  # type: ignore[union-attr]
+            items.append({"type": "function_call_output", "call_id": m.id,  # type: ignore[union-attr]
+                          "output": m.content or ""})
+    return items
+
+
+ModelFactory = Callable[[EpisodeSpec, Any], Model]

@@ -1,0 +1,263 @@
+"""Configuration: the one place where CLI flags, `data` dicts and environment variables
+become frozen config objects. Everything past this module trusts its input."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from engine import catalog
+from engine.errors import ConfigError
+
+POLICIES: tuple[str, ...] = ("noisy-oracle", "openai", "oracle")
+OFFLINE_POLICIES: tuple[str, ...] = ("noisy-oracle", "oracle")
+BACKENDS: tuple[str, ...] = ("aenv", "aenv-local", "local")
+USERS: tuple[str, ...] = ("llm", "scripted")
+DEFAULT_MAX_STEPS = 200  # tau2's DEFAULT_MAX_STEPS
+DEFAULT_MAX_ERRORS = 10  # tau2's DEFAULT_MAX_ERRORS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """Sampling parameters sent with every model request."""
+
+    temperature: float = 1.0
+    """Softmax temperature (the original example's default 1.0)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_tokens: int = 8192
+    """Completion token limit per model call."""
+    seed: int | None = None
+    """Sampling seed forwarded to the endpoint, if any."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """An OpenAI-compatible chat-completions endpoint."""
+
+    base_url: str
+    """Base URL, e.g. http://127.0.0.1:8000/v1."""
+    api_key: str = "EMPTY"
+    """Bearer token sent as Authorization."""
+    model: str = "default"
+    """Model name sent in each request."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyConfig:
+    """Which policy drives the agent and how."""
+
+    name: str = "oracle"
+    """One of POLICIES."""
+    latency_ms: float = 0.0
+    """Simulated latency per model call for the scripted policies."""
+    noise: float = 0.25
+    """noisy-oracle: probability of dropping or perturbing each gold action."""
+    endpoint: Endpoint | None = None
+    """openai: the model endpoint."""
+    sampling: Sampling = field(default_factory=Sampling)
+    """openai: sampling parameters."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserConfig:
+    """The simulated user of non-solo episodes."""
+
+    kind: str = "scripted"
+    """One of USERS."""
+    endpoint: Endpoint | None = None
+    """llm: the user model endpoint."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpisodeSpec:
+    """One episode to run."""
+
+    domain: str
+    """tau2 domain."""
+    task_id: str
+    """Task id within the domain's task set."""
+    sample: int = 0
+    """Sample index (0..n_samples-1) of this task in the run."""
+    split: str | None = None
+    """Task split the task was taken from (None: tau2's default set)."""
+    solo_mode: bool = True
+    """Agent works alone from the ticket (True) or talks to a simulated user."""
+    max_steps: int = DEFAULT_MAX_STEPS
+    """tau2 step budget (messages and tool-result batches)."""
+    max_errors: int = DEFAULT_MAX_ERRORS
+    """tau2 tool-error budget."""
+    seed: int = 0
+    """Episode seed (noisy-oracle choices, sampling seed)."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """The policy driving the agent."""
+    user: UserConfig = field(default_factory=UserConfig)
+    """The simulated user (non-solo only)."""
+    timeout_s: float | None = None
+    """Episode deadline in seconds (None: no deadline)."""
+
+    @property
+    def key(self) -> tuple[str, str, int, int, str]:
+        """Identity used by --resume: (domain, task, sample, seed, policy)."""
+        return (self.domain, self.task_id, self.sample, self.seed, self.policy.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """How the engine runs a batch of episodes."""
+
+    concurrency: int = 32
+    """Episodes in flight at once."""
+    max_envs: int | None = None
+    """Environments open at once (None: same as concurrency)."""
+    max_model_calls: int | None = None
+    """Model calls in flight at once (None: same as concurrency)."""
+    cpu_workers: int = 2
+    """Threads for CPU-heavy tau2 work (environment setup, scoring)."""
+    backend: str = "local"
+    """One of BACKENDS."""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    """Identifier stamped on every event of the run."""
+
+    @property
+    def env_slots(self) -> int:
+        return self.max_envs or self.concurrency
+
+    @property
+    def model_slots(self) -> int:
+        return self.max_model_calls or self.concurrency
+
+
+def check_choice(name: str, value: object, valid: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in valid:
+        raise ConfigError.choice(name, value, valid)
+    return value
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(name: str, value: object, *, minimum: float, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        op = ">" if strict else ">="
+        raise ConfigError(f"{name} must be {op} {minimum}, got {value}")
+    return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def endpoint_from_env(model: str | None = None) -> Endpoint | None:
+    """The policy endpoint from OPENAI_BASE_URL / OPENAI_API_KEY, if set."""
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    if not base_url:
+        return None
+    return Endpoint(
+        base_url=base_url,
+        api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
+        model=model or os.environ.get("OPENAI_MODEL") or "default",
+    )
+
+
+def user_from_env() -> UserConfig:
+    """The user simulator from TAU2_USER_LLM* (the original example's variables)."""
+    model = os.environ.get("TAU2_USER_LLM")
+    base_url = os.environ.get("TAU2_USER_LLM_API_BASE")
+    if not model or not base_url:
+        return UserConfig()
+    return UserConfig(
+        kind="llm",
+        endpoint=Endpoint(
+            base_url=base_url,
+            api_key=os.environ.get("TAU2_USER_LLM_API_KEY") or "EMPTY",
+            model=model,
+        ),
+    )
+
+
+def sampling_from(gconfig: object, base: Sampling) -> Sampling:
+    if gconfig is None:
+        return base
+    if not isinstance(gconfig, Mapping):
+        raise ConfigError(f"gconfig must be a mapping, got {type(gconfig).__name__}")
+    valid = ("max_tokens", "seed", "temperature", "top_p")
+    out = base
+    for key, value in gconfig.items():
+        if key == "temperature":
+            out = replace(out, temperature=check_float("gconfig.temperature", value, minimum=0))
+        elif key == "top_p":
+            out = replace(out, top_p=check_float("gconfig.top_p", value, minimum=0, strict=True))
+        elif key in ("max_tokens", "max_new_tokens"):
+            out = replace(out, max_tokens=check_int("gconfig.max_tokens", value, minimum=1))
+        elif key == "seed":
+            out = replace(out, seed=None if value is None else check_int("gconfig.seed", value, minimum=0))
+        elif key in ("n_samples", "stop", "greedy", "min_new_tokens", "stop_token_ids"):
+            continue  # AReaL GenerationHyperparameters fields the engine does not map
+        else:
+            raise ConfigError.choice("gconfig field", key, valid)
+    return out
+
+
+def spec_from_data(
+    data: object,
+    *,
+    default_policy: PolicyConfig | None = None,
+    default_user: UserConfig | None = None,
+) -> EpisodeSpec:
+    """Validate an AReaL `data` dict and turn it into an EpisodeSpec."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"data must be a dict, got {type(data).__name__}")
+    domain = catalog.check_domain(data.get("domain", catalog.DEFAULT_DOMAIN))
+    if "task_id" not in data:
+        raise ConfigError("data is missing required field 'task_id'")
+    split = data.get("split")
+    if split is not None and not isinstance(split, str):
+        raise ConfigError(f"split must be a string, got {split!r}")
+    task = catalog.get_task(domain, data["task_id"], split)
+    solo_mode = _solo_mode(task, data.get("solo_mode"))
+    seed = check_int("seed", data.get("seed", 0), minimum=0)
+    policy = default_policy or PolicyConfig()
+    if "policy" in data:
+        policy = replace(policy, name=check_choice("policy", data["policy"], POLICIES))
+    policy = replace(policy, sampling=sampling_from(data.get("gconfig"), policy.sampling))
+    timeout = data.get("timeout")
+    return EpisodeSpec(
+        domain=domain,
+        task_id=task.id,
+        split=split,
+        sample=check_int("sample", data.get("sample", 0), minimum=0),
+        solo_mode=solo_mode,
+        max_steps=check_int("max_steps", data.get("max_steps", DEFAULT_MAX_STEPS), minimum=1),
+        seed=seed,
+        policy=policy,
+        user=default_user or user_from_env(),
+        timeout_s=None if timeout is None else check_float("timeout", timeout, minimum=0, strict=True),
+    )
+
+
+def _solo_mode(task: Any, requested: object) -> bool:
+    if requested is None:
+        return catalog.default_solo_mode(task)
+    solo = check_bool("solo_mode", requested)
+    if solo and not catalog.supports_solo(task):
+        raise ConfigError(
+            f"solo_mode=true needs a task with a ticket; task {task.id!r} has none "
+            "(use solo_mode=false: the agent talks to a simulated user)"
+        )
+    return solo

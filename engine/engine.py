@@ -1,0 +1,136 @@
+"""The engine: runs many episodes concurrently in one anyio task group.
+
+Separate limiters bound episodes in flight, open environments, model calls and CPU
+threads. Results stream out as episodes finish. A run emits `run_start` and `run_end`
+around its episodes, whatever ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from engine.config import EngineConfig, EpisodeSpec
+from engine.envs.base import EnvBackend
+from engine.envs.local import LocalBackend
+from engine.episode import EpisodeRuntime, run_episode
+from engine.errors import ConfigError
+from engine.events import EventLog
+from engine.loop_lag import LoopLagMonitor, peak_rss_mb
+from engine.policies.factory import make_model
+from engine.results import EpisodeResult, RunSummary
+
+VERSION = "0.1.0"
+
+
+def make_backend(config: EngineConfig, cpu: anyio.CapacityLimiter) -> EnvBackend:
+    if config.backend == "local":
+        return LocalBackend(cpu)
+    raise ConfigError.choice("backend", config.backend, ("local",))
+
+
+class Engine:
+    """Runs EpisodeSpecs; one instance per run (or one per process for the reward hook)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        events: EventLog | None = None,
+        *,
+        backend: EnvBackend | None = None,
+        model_factory: Callable[..., Any] = make_model,
+    ) -> None:
+        self.config = config
+        self.events = events or EventLog(config.run_id)
+        self.cpu_limiter = anyio.CapacityLimiter(config.cpu_workers)
+        self.backend = backend or make_backend(config, self.cpu_limiter)
+        self.runtime = EpisodeRuntime(
+            events=self.events,
+            backend=self.backend,
+            env_limiter=anyio.CapacityLimiter(config.env_slots),
+            model_limiter=anyio.CapacityLimiter(config.model_slots),
+            make_model=model_factory,
+            backend_name=config.backend,
+        )
+        self.episode_slots = anyio.Semaphore(config.concurrency)
+        self.lag = LoopLagMonitor()
+
+    async def run_one(self, spec: EpisodeSpec) -> EpisodeResult:
+        async with self.episode_slots:
+            return await run_episode(spec, self.runtime)
+
+    @asynccontextmanager
+    async def stream(self, specs: Iterable[EpisodeSpec]) -> AsyncIterator[MemoryObjectReceiveStream[EpisodeResult]]:
+        """Start every episode (at most `concurrency` at once); yield a stream of results in
+        completion order. Leaving the block early cancels what is still running."""
+        send, receive = anyio.create_memory_object_stream[EpisodeResult](self.config.concurrency)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._launch, list(specs), send)
+            try:
+                yield receive
+            finally:
+                tg.cancel_scope.cancel()
+                receive.close()
+
+    async def _launch(self, specs: list[EpisodeSpec], send: MemoryObjectSendStream[EpisodeResult]) -> None:
+        async with send, anyio.create_task_group() as tg:
+            for spec in specs:
+                await self.episode_slots.acquire()
+                tg.start_soon(self._episode, spec, send.clone())
+
+    async def _episode(self, spec: EpisodeSpec, send: MemoryObjectSendStream[EpisodeResult]) -> None:
+        async with send:
+            try:
+                result = await run_episode(spec, self.runtime)
+            finally:
+                self.episode_slots.release()
+            await send.send(result)
+
+    async def run(
+        self,
+        specs: Iterable[EpisodeSpec],
+        on_result: Callable[[EpisodeResult], None] | None = None,
+    ) -> RunSummary:
+        """A whole run: run_start, every episode, run_end (also when cancelled)."""
+        specs = list(specs)
+        summary = RunSummary()
+        self.events.emit(
+            "run_start",
+            config=asdict(self.config),
+            episodes_planned=len(specs),
+            engine_version=VERSION,
+            pid=os.getpid(),
+        )
+        started = time.perf_counter()
+        interrupted = True
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.lag.run)
+                async with self.stream(specs) as results:
+                    async for result in results:
+                        summary.add(result)
+                        if on_result is not None:
+                            on_result(result)
+                tg.cancel_scope.cancel()
+            interrupted = False
+        finally:
+            summary.duration_s = time.perf_counter() - started
+            self.events.emit(
+                "run_end",
+                **summary.as_dict(),
+                loop_lag_s=self.lag.summary(),
+                peak_rss_mb=peak_rss_mb(),
+                interrupted=interrupted,
+            )
+        return summary
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            await self.backend.aclose()

@@ -1,0 +1,1 @@
+"""Environment backends: local (in-process tau2), aenv-local, aenv."""

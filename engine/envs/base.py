@@ -1,0 +1,70 @@
+"""The protocol every environment backend implements.
+
+The episode loop talks only to this: it never knows whether tau2 runs in-process, in a
+local aenv server or in a remote AEnvironment sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tau2.data_model.message import Message, ToolCall, ToolMessage
+    from tau2.data_model.tasks import Task
+
+    from engine.config import EpisodeSpec
+
+
+@dataclass(frozen=True)
+class ToolSchema:
+    """A tool offered to the agent: tau2's own name and JSON schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Score:
+    """The reward of an episode and tau2's breakdown of it."""
+
+    reward: float
+    reward_info: dict[str, Any]
+
+
+class EnvSession(Protocol):
+    """One episode's environment: tools, the user (non-solo) and the reward."""
+
+    task: Task
+    solo_mode: bool
+    system_prompt: str
+    tools: Sequence[ToolSchema]
+    history: Sequence[Message]
+    """The task's initial message history (already applied to the environment)."""
+
+    async def call_tool(self, call: ToolCall) -> ToolMessage:
+        """Execute one agent tool call; tool errors come back as error tool messages."""
+        ...
+
+    async def send_to_user(self, text: str) -> list[Message]:
+        """Deliver the agent's text; return the user's messages (tool calls, results, text)."""
+        ...
+
+    async def score(self, trajectory: Sequence[Message], termination: str) -> Score:
+        """tau2's evaluation of the episode's trajectory."""
+        ...
+
+
+class EnvBackend(Protocol):
+    name: str
+
+    def session(self, spec: EpisodeSpec) -> AbstractAsyncContextManager[EnvSession]:
+        """Open an environment for `spec`, reset to its task; released on exit."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release everything the backend holds (servers, pools)."""
+        ...

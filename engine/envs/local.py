@@ -1,0 +1,155 @@
+"""The `local` backend: tau2 in this process.
+
+Environment setup and scoring are CPU work and run in worker threads bounded by the
+engine's CPU limiter; a tool call is an in-memory lookup and runs inline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from engine import catalog, tau2lib
+from engine.envs.base import Score, ToolSchema
+from engine.errors import ConfigError, EnvError
+from engine.trajectory import DONE_TOOL, now
+from engine.users.base import UserSimulator
+from engine.users.scripted import ScriptedUser
+
+if TYPE_CHECKING:
+    from tau2.data_model.message import Message, ToolCall, ToolMessage
+    from tau2.data_model.tasks import Task
+    from tau2.environment.environment import Environment
+
+    from engine.config import EpisodeSpec, UserConfig
+
+DONE_SCHEMA = ToolSchema(
+    name=DONE_TOOL,
+    description="Call this function when you are done with the task.",
+    parameters={"type": "object", "properties": {}, "required": []},
+)
+
+
+def system_prompt(task: Task, policy: str, *, solo_mode: bool) -> str:
+    """tau2's own agent system prompts (LLMAgent / LLMSoloAgent)."""
+    from tau2.agent import llm_agent
+
+    if solo_mode:
+        instruction = llm_agent.AGENT_SOLO_INSTRUCTION.format(
+            stop_function_name=DONE_TOOL, stop_token="###STOP###"
+        )
+        return llm_agent.SYSTEM_PROMPT_SOLO.format(
+            agent_instruction=instruction, domain_policy=policy, ticket=task.ticket
+        )
+    return llm_agent.SYSTEM_PROMPT.format(
+        agent_instruction=llm_agent.AGENT_INSTRUCTION, domain_policy=policy
+    )
+
+
+def tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema]:
+    tools = list(env.get_tools())
+    if solo_mode and env.user_tools is not None:
+        tools += env.get_user_tools()
+    schemas = []
+    for tool in tools:
+        fn = tool.openai_schema["function"]
+        schemas.append(ToolSchema(fn["name"], fn["description"], fn["parameters"]))
+    if solo_mode:
+        schemas.append(DONE_SCHEMA)
+    return schemas
+
+
+def build_environment(spec: EpisodeSpec, task: Task) -> Environment:
+    """A fresh environment in the task's initial state, exactly as tau2's orchestrator."""
+    registry = tau2lib.load().registry
+    env = registry.get_env_constructor(spec.domain)(solo_mode=spec.solo_mode)
+    state = task.initial_state
+    env.set_state(
+        initialization_data=state.initialization_data if state else None,
+        initialization_actions=state.initialization_actions if state else None,
+        message_history=[m.model_copy(deep=True) for m in history_of(task)],
+    )
+    return env
+
+
+def history_of(task: Task) -> list[Message]:
+    state = task.initial_state
+    return list(state.message_history or []) if state else []
+
+
+def score_trajectory(
+    spec: EpisodeSpec, task: Task, trajectory: Sequence[Message], termination: str
+) -> Score:
+    """Stock tau2 `evaluate_simulation` on the trajectory."""
+    from tau2.data_model.simulation import SimulationRun
+    from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
+
+    simulation = SimulationRun(
+        id="episode",
+        task_id=task.id,
+        start_time=now(),
+        end_time=now(),
+        duration=0.0,
+        termination_reason=termination,  # type: ignore[arg-type]
+        messages=list(trajectory),
+    )
+    info = evaluate_simulation(simulation, task, EvaluationType.ALL, spec.solo_mode, spec.domain)
+    return Score(reward=float(info.reward), reward_info=info.model_dump(mode="json"))
+
+
+def make_user(config: UserConfig, task: Task, run_tool: Any) -> UserSimulator:
+    if config.kind == "scripted":
+        return ScriptedUser(task, run_tool)
+    raise ConfigError.choice("user", config.kind, ("scripted",))
+
+
+class LocalSession:
+    """An in-process tau2 environment for one episode."""
+
+    def __init__(self, spec: EpisodeSpec, task: Task, env: Environment, cpu: anyio.CapacityLimiter) -> None:
+        self.spec = spec
+        self.task = task
+        self.solo_mode = spec.solo_mode
+        self.env = env
+        self._cpu = cpu
+        self.system_prompt = system_prompt(task, env.get_policy(), solo_mode=spec.solo_mode)
+        self.tools = tool_schemas(env, solo_mode=spec.solo_mode)
+        self.history = history_of(task)
+        self.user: UserSimulator | None = (
+            None if spec.solo_mode else make_user(spec.user, task, self._run_user_tool)
+        )
+
+    def _run_user_tool(self, call: ToolCall) -> ToolMessage:
+        return self.env.get_response(call)
+
+    async def call_tool(self, call: ToolCall) -> ToolMessage:
+        return self.env.get_response(call)
+
+    async def send_to_user(self, text: str) -> list[Message]:
+        if self.user is None:
+            raise EnvError("solo-mode episodes have no user to talk to")
+        return await self.user.reply(text)
+
+    async def score(self, trajectory: Sequence[Message], termination: str) -> Score:
+        return await anyio.to_thread.run_sync(
+            score_trajectory, self.spec, self.task, trajectory, termination, limiter=self._cpu
+        )
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, cpu: anyio.CapacityLimiter) -> None:
+        self._cpu = cpu
+
+    @asynccontextmanager
+    async def session(self, spec: EpisodeSpec) -> AsyncIterator[LocalSession]:
+        task = catalog.get_task(spec.domain, spec.task_id, spec.split)
+        env = await anyio.to_thread.run_sync(build_environment, spec, task, limiter=self._cpu)
+        yield LocalSession(spec, task, env, self._cpu)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,254 @@
+"""One episode: open an environment, run the agent against it until it stops, score it.
+
+Whatever happens (stop, budget, timeout, crash, cancellation) the episode emits exactly
+one `episode_end` and returns an EpisodeResult.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from agents import Model, RunConfig, Runner
+from agents.exceptions import AgentsException, MaxTurnsExceeded, ModelBehaviorError
+
+from engine.agent import EpisodeState, EpisodeStop, ObservedModel, build_agent, input_items
+from engine.config import EpisodeSpec
+from engine.envs.base import EnvBackend, EnvSession, Score
+from engine.errors import AgentMisbehaved, ConfigError, EnvError, ModelError
+from engine.events import EventLog, episode_context
+from engine.results import EpisodeResult, Status
+from engine.trajectory import Trajectory, assistant_message, calls_of
+from engine.users.base import is_stop
+
+if TYPE_CHECKING:
+    from tau2.data_model.message import Message
+    from tau2.data_model.tasks import Task
+
+GREETING = "Hi! How can I help you today?"  # tau2's DEFAULT_FIRST_AGENT_MESSAGE
+
+TERMINATION_STATUS: dict[str, Status] = {
+    "agent_stop": Status.COMPLETED,
+    "user_stop": Status.COMPLETED,
+    "max_steps": Status.MAX_STEPS,
+    "too_many_errors": Status.AGENT_ERROR,
+    "agent_error": Status.AGENT_ERROR,
+    "user_error": Status.INFRA_ERROR,
+}
+
+
+@dataclass(frozen=True)
+class EpisodeRuntime:
+    """What episodes of one run share."""
+
+    events: EventLog
+    backend: EnvBackend
+    env_limiter: anyio.CapacityLimiter
+    model_limiter: anyio.CapacityLimiter
+    make_model: Callable[[EpisodeSpec, Any], Model]
+    backend_name: str = "local"
+
+
+def _status_of_error(exc: BaseException) -> Status:
+    if isinstance(exc, EnvError | ModelError):
+        return Status.INFRA_ERROR
+    if isinstance(exc, AgentMisbehaved | ModelBehaviorError | MaxTurnsExceeded):
+        return Status.AGENT_ERROR
+    if isinstance(exc, AgentsException) and isinstance(exc.__cause__, EnvError | ModelError):
+        return Status.INFRA_ERROR
+    return Status.INFRA_ERROR
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The Agents SDK may wrap errors raised inside tools or models."""
+    seen = exc
+    while isinstance(seen, AgentsException) and seen.__cause__ is not None:
+        seen = seen.__cause__
+    return seen
+
+
+async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: int = 0) -> EpisodeResult:
+    episode_id = uuid.uuid4().hex[:16]
+    events = runtime.events
+    with episode_context(
+        episode_id=episode_id, domain=spec.domain, task_id=spec.task_id, sample=spec.sample, attempt=attempt
+    ):
+        events.emit(
+            "episode_start",
+            seed=spec.seed,
+            policy=spec.policy.name,
+            backend=runtime.backend_name,
+            solo_mode=spec.solo_mode,
+            max_steps=spec.max_steps,
+            timeout_s=spec.timeout_s,
+        )
+        started = time.perf_counter()
+        state: EpisodeState | None = None
+        status = Status.INFRA_ERROR
+        score: Score | None = None
+        termination: str | None = None
+        error: BaseException | None = None
+        try:
+            with anyio.fail_after(spec.timeout_s) if spec.timeout_s else contextlib.nullcontext():
+                async with runtime.env_limiter, runtime.backend.session(spec) as session:
+                    state = EpisodeState(spec=spec, trajectory=Trajectory(), events=events)
+                    termination = await _converse(session, state, runtime)
+                    score = await session.score(state.trajectory.messages, termination)
+            status = TERMINATION_STATUS.get(termination, Status.AGENT_ERROR)
+            events.emit("reward", reward=score.reward, reward_info=score.reward_info,
+                        termination_reason=termination)
+        except TimeoutError as exc:
+            status, error = Status.TIMEOUT, exc
+        except anyio.get_cancelled_exc_class() as exc:
+            status, error = Status.CANCELLED, exc
+            raise
+        except ConfigError:
+            raise
+        except Exception as exc:  # every other failure ends the episode with its class recorded
+            error = _unwrap(exc)
+            status = _status_of_error(error)
+        finally:
+            reward = score.reward if score is not None and status is Status.COMPLETED else 0.0
+            result = EpisodeResult(
+                episode_id=episode_id,
+                domain=spec.domain,
+                task_id=spec.task_id,
+                sample=spec.sample,
+                reward=reward,
+                status=status,
+                reward_info=score.reward_info if score is not None else None,
+                turns=state.turns if state else 0,
+                tool_calls=state.tool_calls if state else 0,
+                duration_s=time.perf_counter() - started,
+                error=_describe(error, status),
+                error_type=type(error).__name__ if error is not None else None,
+                seed=spec.seed,
+                policy=spec.policy.name,
+                attempt=attempt,
+                termination_reason=termination,
+            )
+            events.emit(
+                "episode_end",
+                status=result.status.value,
+                reward=result.reward,
+                turns=result.turns,
+                tool_calls=result.tool_calls,
+                duration_s=result.duration_s,
+                error=result.error,
+                error_type=result.error_type,
+                seed=spec.seed,
+                policy=spec.policy.name,
+                termination_reason=termination,
+            )
+        return result
+
+
+def _describe(error: BaseException | None, status: Status) -> str | None:
+    if error is None:
+        return None
+    if status is Status.TIMEOUT:
+        return "episode deadline passed"
+    if status is Status.CANCELLED:
+        return "run cancelled"
+    text = str(error) or type(error).__name__
+    return text[:2000]
+
+
+async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRuntime) -> str:
+    """Run the conversation; return tau2's termination reason."""
+    spec = state.spec
+    for message in session.history:
+        _record_history(state, message)
+    model = ObservedModel(
+        runtime.make_model(spec, session.task), state, runtime.model_limiter,
+        spec.policy.endpoint.model if spec.policy.endpoint else spec.policy.name,
+    )
+    agent = build_agent(session, state, model)
+    run_config = RunConfig(tracing_disabled=True, workflow_name="tau2-engine")
+    max_turns = spec.max_steps + 1  # the step budget (EpisodeStop) always ends first
+    conversation = input_items(list(state.trajectory.messages))
+    try:
+        if session.solo_mode:
+            await Runner.run(agent, input=conversation, max_turns=max_turns, run_config=run_config)
+            return "agent_stop" if state.stopped else "agent_error"
+        agent_text = _opening(state)
+        while True:
+            state.check_budget()
+            replies = await session.send_to_user(agent_text)
+            user_text = _record_user(state, replies)
+            if is_stop(user_text):
+                return "user_stop"
+            conversation.append({"role": "user", "content": user_text or ""})
+            result = await Runner.run(agent, input=conversation, max_turns=max_turns, run_config=run_config)
+            conversation = result.to_input_list()
+            if state.stopped:
+                return "agent_stop"
+            agent_text = str(result.final_output)
+    except EpisodeStop as stop:
+        return stop.reason
+    except AgentsException as exc:
+        inner = _unwrap(exc)
+        if isinstance(inner, EpisodeStop):
+            return inner.reason
+        raise
+
+
+def _opening(state: EpisodeState) -> str:
+    """The agent's first words to the user: tau2's greeting, or the history's last line."""
+    history = state.trajectory.messages
+    if not history:
+        state.record_turn(assistant_message(GREETING, [], solo_mode=False), latency_s=0.0,
+                          usage=None, model=None)
+        return GREETING
+    last = history[-1]
+    if last.role == "assistant" and last.content and not getattr(last, "tool_calls", None):
+        return last.content
+    raise AgentMisbehaved(
+        f"task history ends with a {last.role} message; the engine resumes only from an agent message"
+    )
+
+
+def _record_history(state: EpisodeState, message: Message) -> None:
+    if message.role == "tool":
+        state.record_tool(_name_of_call(state, message.id), _args_of_call(state, message.id),  # type: ignore[union-attr]
+                          message.model_copy(deep=True), latency_s=0.0, history=True)
+    else:
+        state.record_turn(message.model_copy(deep=True), latency_s=0.0, usage=None, model=None, history=True)
+
+
+def _find_call(state: EpisodeState, call_id: str) -> dict[str, Any]:
+    for message in reversed(state.trajectory.messages):
+        for call in calls_of(message):
+            if call["id"] == call_id:
+                return call
+    return {"name": "", "arguments": {}}
+
+
+def _name_of_call(state: EpisodeState, call_id: str) -> str:
+    return str(_find_call(state, call_id)["name"])
+
+
+def _args_of_call(state: EpisodeState, call_id: str) -> dict[str, Any]:
+    return dict(_find_call(state, call_id)["arguments"])
+
+
+def _record_user(state: EpisodeState, replies: list[Message]) -> str | None:
+    """Record the user's messages; return the text of the last one."""
+    text: str | None = None
+    for message in replies:
+        if message.role == "tool":
+            state.record_tool(_name_of_call(state, message.id), _args_of_call(state, message.id),  # type: ignore[union-attr]
+                              message, latency_s=0.0)
+        else:
+            state.record_turn(message, latency_s=0.0, usage=None, model=None)
+            if message.tool_calls:  # type: ignore[union-attr]
+                state.steps += 1
+            text = message.content
+    return text
+
+

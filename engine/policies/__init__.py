@@ -1,0 +1,1 @@
+"""Policies: Agents SDK `Model`s that drive the agent (oracle, noisy-oracle, openai)."""

@@ -1,0 +1,1 @@
+"""Simulated users for non-solo episodes (scripted, LLM)."""

@@ -1,0 +1,26 @@
+"""The user-simulator protocol the environment backends host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from tau2.data_model.message import Message, ToolCall, ToolMessage
+
+ToolRunner = Callable[["ToolCall"], "ToolMessage"]
+"""Executes a user-side tool call on the episode's environment."""
+
+
+class UserSimulator(Protocol):
+    async def reply(self, agent_text: str) -> list[Message]:
+        """The user's answer to the agent's message: zero or more user tool calls, each
+        followed by its tool message, then one user text message (possibly a stop)."""
+        ...
+
+
+def is_stop(text: str | None) -> bool:
+    """tau2's user stop tokens (###STOP###, ###TRANSFER###, ###OUT-OF-SCOPE###)."""
+    from tau2.user.base import OUT_OF_SCOPE, STOP, TRANSFER
+
+    return text is not None and any(token in text for token in (STOP, TRANSFER, OUT_OF_SCOPE))
