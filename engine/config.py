@@ -261,3 +261,53 @@ def _solo_mode(task: Any, requested: object) -> bool:
             "(use solo_mode=false: the agent talks to a simulated user)"
         )
     return solo
+
+
+def plan_episodes(
+    *,
+    domain: str,
+    task_ids: list[str] | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    n_samples: int = 1,
+    solo_mode: bool | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    seed: int = 0,
+    policy: PolicyConfig | None = None,
+    user: UserConfig | None = None,
+    timeout_s: float | None = None,
+) -> list[EpisodeSpec]:
+    """The episodes of a run: each selected task `n_samples` times, task-major order."""
+    catalog.check_domain(domain)
+    check_int("n_samples", n_samples, minimum=1)
+    check_int("max_steps", max_steps, minimum=1)
+    check_int("seed", seed, minimum=0)
+    if limit is not None:
+        check_int("limit", limit, minimum=1)
+    if timeout_s is not None:
+        check_float("timeout", timeout_s, minimum=0, strict=True)
+    if task_ids:
+        tasks = [catalog.get_task(domain, t, split) for t in task_ids]
+    else:
+        tasks = list(catalog.task_set(domain, split).tasks)
+    if limit is not None:
+        tasks = tasks[:limit]
+    specs = []
+    for task in tasks:
+        solo = _solo_mode(task, solo_mode)
+        for sample in range(n_samples):
+            specs.append(
+                EpisodeSpec(
+                    domain=domain,
+                    task_id=task.id,
+                    split=split,
+                    sample=sample,
+                    solo_mode=solo,
+                    max_steps=max_steps,
+                    seed=seed,
+                    policy=policy or PolicyConfig(),
+                    user=user or UserConfig(),
+                    timeout_s=timeout_s,
+                )
+            )
+    return specs

@@ -1,0 +1,222 @@
+"""The `tau2-engine` command line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, NoReturn
+
+import anyio
+from rich.console import Console
+
+from engine import catalog
+from engine.config import (
+    BACKENDS,
+    POLICIES,
+    USERS,
+    EngineConfig,
+    Endpoint,
+    PolicyConfig,
+    Sampling,
+    UserConfig,
+    check_float,
+    check_int,
+    endpoint_from_env,
+    plan_episodes,
+    user_from_env,
+)
+from engine.console import RunProgress, summary_table
+from engine.engine import Engine
+from engine.errors import ConfigError
+from engine.events import EventLog, EventSink, JsonlFileSink
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump, no traceback)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(name: str, minimum: int = 1):  # noqa: ANN202
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(name: str, minimum: float = 0.0, strict: bool = False):  # noqa: ANN202
+    def parse(text: str) -> float:
+        try:
+            return check_float(name, float(text), minimum=minimum, strict=strict)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace("could not convert string to float: ", f"{name} must be a number, got ")) from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tau2-engine", description="Async episode engine for tau2-bench.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run episodes and write their events")
+    run.add_argument("--domain", default=catalog.DEFAULT_DOMAIN, help=f"one of {', '.join(catalog.DOMAINS)}")
+    run.add_argument("--task-id", action="append", dest="task_ids", metavar="ID", help="task to run (repeatable; default: all)")
+    run.add_argument("--split", default=None, help="task split (e.g. train, test)")
+    run.add_argument("--limit", type=_positive_int("--limit"), default=None, help="first N tasks only")
+    run.add_argument("--n-samples", type=_positive_int("--n-samples"), default=1, help="samples per task")
+    run.add_argument("--concurrency", type=_positive_int("--concurrency"), default=32, help="episodes in flight")
+    run.add_argument("--max-envs", type=_positive_int("--max-envs"), default=None, help="environments open at once")
+    run.add_argument("--max-model-calls", type=_positive_int("--max-model-calls"), default=None, help="model calls in flight")
+    run.add_argument("--cpu-workers", type=_positive_int("--cpu-workers"), default=2, help="threads for tau2 setup and scoring")
+    run.add_argument("--backend", default="local", help=f"one of {', '.join(BACKENDS)}")
+    run.add_argument("--policy", default=None, help=f"one of {', '.join(POLICIES)} (default: openai if an endpoint is configured, else oracle)")
+    run.add_argument("--noise", type=_number("--noise"), default=0.25, help="noisy-oracle mistake probability per action")
+    run.add_argument("--model", default=None, help="model name for --policy openai")
+    run.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
+    run.add_argument("--api-key", default=None, help="endpoint key (or OPENAI_API_KEY)")
+    run.add_argument("--temperature", type=_number("--temperature"), default=1.0)
+    run.add_argument("--top-p", type=_number("--top-p", strict=True), default=1.0)
+    run.add_argument("--max-tokens", type=_positive_int("--max-tokens"), default=8192)
+    run.add_argument("--seed", type=_positive_int("--seed", 0), default=0)
+    run.add_argument("--max-steps", type=_positive_int("--max-steps"), default=200)
+    run.add_argument("--timeout", type=_number("--timeout", strict=True), default=None, help="episode deadline (s)")
+    run.add_argument("--latency-ms", type=_number("--latency-ms"), default=0.0, help="simulated model latency for scripted policies")
+    run.add_argument("--solo", choices=("auto", "on", "off"), default="auto", help="solo mode (auto: tasks with a ticket)")
+    run.add_argument("--user", default="scripted", help=f"non-solo user: one of {', '.join(USERS)}")
+    run.add_argument("--events", default=None, metavar="PATH", help="JSONL events file (default runs/events-RUNID.jsonl)")
+    run.add_argument("--resume", action="store_true", help="skip episodes already completed in --events")
+    run.add_argument("--verbose", action="store_true", help="also print every event to stderr")
+
+    tasks = sub.add_parser("tasks", help="list the task ids of a domain")
+    tasks.add_argument("--domain", default=catalog.DEFAULT_DOMAIN)
+    tasks.add_argument("--split", default=None)
+
+    analyze = sub.add_parser("analyze", help="metrics, plots and reports from events files", add_help=False)
+    analyze.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+@contextlib.contextmanager
+def _stdout_to_logging() -> Iterator[IO[str]]:
+    """tau2's tools print to stdout; send that to logging and keep the real stdout for us."""
+    real = sys.stdout
+
+    class _Forward(io.TextIOBase):
+        def write(self, text: str) -> int:
+            if text.strip():
+                logging.getLogger("tau2.stdout").debug("%s", text.rstrip())
+            return len(text)
+
+    sys.stdout = _Forward()
+    try:
+        yield real
+    finally:
+        sys.stdout = real
+
+
+def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
+    endpoint: Endpoint | None = None
+    if args.base_url:
+        endpoint = Endpoint(base_url=args.base_url, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY", model=args.model or "default")
+    else:
+        endpoint = endpoint_from_env(args.model)
+    name = args.policy
+    if name is None:
+        name = "openai" if endpoint is not None else "oracle"
+        if endpoint is None:
+            out.print("no model endpoint configured (--base-url / OPENAI_BASE_URL): running the oracle policy")
+    if name not in POLICIES:
+        raise ConfigError.choice("policy", name, POLICIES)
+    if name == "openai" and endpoint is None:
+        raise ConfigError("policy 'openai' needs a model endpoint: pass --base-url or set OPENAI_BASE_URL")
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+                        seed=args.seed if args.seed else None)
+    return PolicyConfig(name=name, latency_ms=args.latency_ms, noise=args.noise, endpoint=endpoint, sampling=sampling)
+
+
+def _user(args: argparse.Namespace) -> UserConfig:
+    if args.user not in USERS:
+        raise ConfigError.choice("user", args.user, USERS)
+    if args.user == "llm":
+        user = user_from_env()
+        if user.kind != "llm":
+            raise ConfigError("--user llm needs TAU2_USER_LLM and TAU2_USER_LLM_API_BASE")
+        return user
+    return UserConfig()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with _stdout_to_logging() as real_stdout:
+        out = Console(file=real_stdout)
+        if args.backend not in BACKENDS:
+            raise ConfigError.choice("backend", args.backend, BACKENDS)
+        policy = _policy(args, out)
+        solo = {"auto": None, "on": True, "off": False}[args.solo]
+        specs = plan_episodes(
+            domain=args.domain, task_ids=args.task_ids, split=args.split, limit=args.limit,
+            n_samples=args.n_samples, solo_mode=solo, max_steps=args.max_steps, seed=args.seed,
+            policy=policy, user=_user(args), timeout_s=args.timeout,
+        )
+        config = EngineConfig(
+            concurrency=args.concurrency, max_envs=args.max_envs, max_model_calls=args.max_model_calls,
+            cpu_workers=args.cpu_workers, backend=args.backend,
+        )
+        events_path = Path(args.events or f"runs/events-{config.run_id}.jsonl")
+        sinks: list[EventSink] = [JsonlFileSink(events_path, append=True)]
+        if args.verbose:
+            from engine.events import ConsoleSink
+
+            sinks.append(ConsoleSink())
+        events = EventLog(config.run_id, sinks)
+        try:
+            engine = Engine(config, events)
+            with RunProgress(len(specs), sys.stderr) as progress:
+                summary = anyio.run(engine.run, specs, progress.advance)
+        finally:
+            events.close()
+        out.print(summary_table(summary, title=f"tau2-engine run {config.run_id} ({args.domain}, {policy.name})"))
+        out.print(f"events: {events_path}")
+    return EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    for task_id in catalog.task_set(catalog.check_domain(args.domain), args.split).ids:
+        print(task_id)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "tasks":
+            return cmd_tasks(args)
+        if args.command == "analyze":
+            from engine.analysis.cli import main_analyze
+
+            return main_analyze(args.rest)
+    except ConfigError as exc:
+        print(f"tau2-engine: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def entrypoint() -> None:
+    sys.exit(main())
