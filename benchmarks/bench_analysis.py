@@ -70,7 +70,12 @@ def write_events(path: Path, target_events: int, *, seed: int = 0) -> int:
             lines: list[bytes] = []
             clock = start
 
-            def emit(name: str, fields: dict[str, Any]) -> None:
+            def emit(
+                name: str,
+                fields: dict[str, Any],
+                ident: dict[str, Any] = ident,
+                lines: list[bytes] = lines,
+            ) -> None:
                 nonlocal clock
                 clock += rng.uniform(0.01, 0.4)
                 record = {"event": name, "timestamp": _stamp(clock)} | ident | fields

@@ -92,9 +92,7 @@ def default_messages(calls: Sequence[Call], *, model: str = "agent-model") -> tu
     ]
     msgs += [Msg(role="assistant", calls=(c,), usage=usage, model=model) for c in calls]
     msgs.append(Msg(role="assistant", content="Done.", usage=usage, model=model))
-    msgs.append(
-        Msg(role="user", content=STOP, usage=user_usage, model="user-model", stop=True)
-    )
+    msgs.append(Msg(role="user", content=STOP, usage=user_usage, model="user-model", stop=True))
     return tuple(msgs)
 
 

@@ -1,7 +1,7 @@
 """Errors raised by the analysis layer.
 
-    AnalysisError
-     └── InputError   bad events file, glob, flag value or output path
+``AnalysisError -> InputError``: an ``InputError`` is a bad events file, glob, flag
+value or output path; its message names the value.
 """
 
 from __future__ import annotations

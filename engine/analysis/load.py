@@ -198,9 +198,7 @@ def open_events(paths: Sequence[Path]) -> EventStore:
 
 
 def _fetch_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    row = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE event IS NULL) FROM ev"
-    ).fetchone()
+    row = con.execute("SELECT count(*), count(*) FILTER (WHERE event IS NULL) FROM ev").fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 

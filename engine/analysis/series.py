@@ -106,19 +106,21 @@ def _latency_cdfs(store: EventStore) -> dict[str, tuple[float, ...]]:
     points = ", ".join(f"{i / (CDF_POINTS - 1)!r}" for i in range(CDF_POINTS))
     rows = store.con.execute(
         f"""
-        SELECT 'model: ' || role, quantile_cont(latency_s, [{points}])
+        SELECT 'model: ' || role, quantile_disc(latency_s, [{points}])
         FROM ev WHERE event = 'turn' AND latency_s > 0 GROUP BY role
         UNION ALL
-        SELECT 'all tools', quantile_cont(latency_s, [{points}])
+        SELECT 'all tools', quantile_disc(latency_s, [{points}])
         FROM ev WHERE event = 'tool_call' AND latency_s IS NOT NULL HAVING count(*) > 0
         UNION ALL
         SELECT * FROM (
-            SELECT 'tool: ' || name, quantile_cont(latency_s, [{points}])
+            SELECT 'tool: ' || name, quantile_disc(latency_s, [{points}])
             FROM ev WHERE event = 'tool_call' AND latency_s IS NOT NULL
             GROUP BY name ORDER BY count(*) DESC, name LIMIT {CDF_MAX_TOOLS}
         )
         """
     ).fetchall()
+    order = {"model": 0, "all": 1, "tool": 2}
+    rows.sort(key=lambda row: (order.get(str(row[0]).split(":")[0].split(" ")[0], 3), str(row[0])))
     return {str(label): tuple(float(v) for v in values) for label, values in rows}
 
 

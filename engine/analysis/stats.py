@@ -89,6 +89,4 @@ def pass_hat_ks(per_task: Iterable[tuple[int, int]]) -> dict[int, float]:
     if not tasks:
         return {}
     max_k = min(n for n, _ in tasks)
-    return {
-        k: sum(pass_hat_k(n, c, k) for n, c in tasks) / len(tasks) for k in range(1, max_k + 1)
-    }
+    return {k: sum(pass_hat_k(n, c, k) for n, c in tasks) / len(tasks) for k in range(1, max_k + 1)}
