@@ -13,6 +13,7 @@ from engine.errors import (
 from engine.events import EventLog, JsonlFileSink, MemorySink
 from engine.hooks import run_agent_return_reward, run_agent_return_reward_sync
 from engine.results import EpisodeResult, RunSummary, Status, pass_hat_k
+from engine.workflow import Tau2Workflow
 
 __all__ = [
     "AgentMisbehaved",
@@ -32,6 +33,7 @@ __all__ = [
     "RunSummary",
     "Sampling",
     "Status",
+    "Tau2Workflow",
     "UserConfig",
     "pass_hat_k",
     "run_agent_return_reward",

@@ -32,7 +32,16 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvSession, ToolSchema
 from engine.events import EventLog
-from engine.trajectory import DONE_TOOL, STOP_TOKEN, Trajectory, assistant_message, calls_of, tool_call
+from engine.retry import call_with_retries, describe, retry_policy
+from engine.trajectory import (
+    DONE_TOOL,
+    STOP_TOKEN,
+    Trajectory,
+    assistant_message,
+    calls_of,
+    parse_arguments,
+    tool_call,
+)
 
 if TYPE_CHECKING:
     from tau2.data_model.message import Message
@@ -59,6 +68,8 @@ class EpisodeState:
     tool_calls: int = 0
     stopped: bool = False
     skipped_calls: set[str] = field(default_factory=set)
+    unknown_tool: Callable[[str], Tool] | None = None
+    """Builds a tool for a name the model made up; the environment answers it with an error."""
 
     def check_budget(self) -> None:
         """tau2's orchestrator checks: step and tool-error budgets, before a new message."""
@@ -67,8 +78,15 @@ class EpisodeState:
         if self.tool_errors >= self.spec.max_errors:
             raise EpisodeStop("too_many_errors")
 
-    def record_turn(self, message: Message, *, latency_s: float, usage: dict[str, int] | None,
-                    model: str | None, history: bool = False) -> None:
+    def record_turn(
+        self,
+        message: Message,
+        *,
+        latency_s: float,
+        usage: dict[str, int] | None,
+        model: str | None,
+        history: bool = False,
+    ) -> None:
         idx = self.trajectory.add(message)
         self.turns += 1
         self.steps += 1
@@ -86,8 +104,15 @@ class EpisodeState:
             history=history,
         )
 
-    def record_tool(self, call_name: str, arguments: dict[str, Any], message: Message,
-                    *, latency_s: float, history: bool = False) -> None:
+    def record_tool(
+        self,
+        call_name: str,
+        arguments: dict[str, Any],
+        message: Message,
+        *,
+        latency_s: float,
+        history: bool = False,
+    ) -> None:
         idx = self.trajectory.add(message)
         self.tool_calls += 1
         error = bool(getattr(message, "error", False))
@@ -95,26 +120,16 @@ class EpisodeState:
             self.tool_errors += 1
         self.events.emit(
             "tool_call",
-            call_id=message.id,  # type: ignore[union-attr]
+            call_id=message.id,
             name=call_name,
             arguments=arguments,
             result=message.content,
             error=error,
             latency_s=latency_s,
-            requestor=message.requestor,  # type: ignore[union-attr]
+            requestor=message.requestor,
             turn=idx,
             history=history,
         )
-
-
-def _parse_arguments(raw: str) -> dict[str, Any]:
-    """Tool arguments as tau2 records them: a JSON object, or {} when the model's JSON is
-    malformed (the environment then answers with its own error)."""
-    try:
-        parsed = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def _text_of(item: ResponseOutputMessage) -> str:
@@ -124,8 +139,9 @@ def _text_of(item: ResponseOutputMessage) -> str:
 class ObservedModel(Model):
     """Wraps the policy model: budget checks, the model-call limiter, `turn` events."""
 
-    def __init__(self, inner: Model, state: EpisodeState, limiter: anyio.CapacityLimiter,
-                 model_name: str | None) -> None:
+    def __init__(
+        self, inner: Model, state: EpisodeState, limiter: anyio.CapacityLimiter, model_name: str | None
+    ) -> None:
         self.inner = inner
         self.state = state
         self.limiter = limiter
@@ -146,20 +162,41 @@ class ObservedModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
         self.state.check_budget()
-        async with self.limiter:
-            started = time.perf_counter()
-            response = await self.inner.get_response(
-                system_instructions, input, model_settings, tools, output_schema, handoffs,
-                tracing, previous_response_id=previous_response_id,
-                conversation_id=conversation_id, prompt=prompt,
-            )
-            latency = time.perf_counter() - started
+
+        async def attempt() -> tuple[ModelResponse, float]:
+            async with self.limiter:
+                started = time.perf_counter()
+                response = await self.inner.get_response(
+                    system_instructions,
+                    input,
+                    model_settings,
+                    tools,
+                    output_schema,
+                    handoffs,
+                    tracing,
+                    previous_response_id=previous_response_id,
+                    conversation_id=conversation_id,
+                    prompt=prompt,
+                )
+                return response, time.perf_counter() - started
+
+        endpoint = self.state.spec.policy.endpoint
+        response, latency = await call_with_retries(
+            attempt, retry_policy(endpoint), what="model call", on_retry=self._on_retry
+        )
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
+        known = {tool.name for tool in tools}
         for item in response.output:
             if isinstance(item, ResponseFunctionToolCall):
-                calls.append({"id": item.call_id, "name": item.name,
-                              "arguments": _parse_arguments(item.arguments)})
+                if item.name not in known and self.state.unknown_tool is not None:
+                    # The Runner looks tools up in this same list after the call: a made-up
+                    # name gets a tool that lets the environment answer with tau2's error.
+                    tools.append(self.state.unknown_tool(item.name))
+                    known.add(item.name)
+                calls.append(
+                    {"id": item.call_id, "name": item.name, "arguments": parse_arguments(item.arguments)}
+                )
             elif isinstance(item, ResponseOutputMessage):
                 texts.append(_text_of(item))
         message = assistant_message("".join(texts) or None, calls, solo_mode=self.state.spec.solo_mode)
@@ -172,15 +209,29 @@ class ObservedModel(Model):
             message,
             latency_s=latency,
             usage=(
-                {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                 "total_tokens": usage.total_tokens}
-                if usage.total_tokens else None
+                {
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "total_tokens": usage.total_tokens,
+                }
+                if usage.total_tokens
+                else None
             ),
             model=self.model_name,
         )
         if message.tool_calls:
             self.state.steps += 1  # the environment's reply to these calls is one tau2 step
         return response
+
+    def _on_retry(self, attempt: int, exc: BaseException, backoff_s: float) -> None:
+        self.state.events.emit(
+            "retry",
+            attempt=attempt,
+            error_type=type(exc).__name__,
+            error=describe(exc),
+            backoff_s=backoff_s,
+            scope="model_call",
+        )
 
     def stream_response(
         self,
@@ -199,13 +250,14 @@ class ObservedModel(Model):
         raise NotImplementedError("the engine runs agents with Runner.run, not streaming")
 
 
-def function_tool(schema: ToolSchema, session: EnvSession, state: EpisodeState,
-                  lock: anyio.Lock) -> FunctionTool:
+def function_tool(
+    schema: ToolSchema, session: EnvSession, state: EpisodeState, lock: anyio.Lock
+) -> FunctionTool:
     async def invoke(ctx: ToolContext[Any], raw_arguments: str) -> str:
         call_id = ctx.tool_call_id
         if call_id in state.skipped_calls or schema.name == DONE_TOOL:
             return STOP_TOKEN
-        arguments = _parse_arguments(raw_arguments)
+        arguments = parse_arguments(raw_arguments)
         # Tools of one message run one at a time, in call order, as in tau2.
         async with lock:
             started = time.perf_counter()
@@ -239,13 +291,21 @@ def model_settings(spec: EpisodeSpec) -> ModelSettings:
 def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> Agent[Any]:
     lock = anyio.Lock()
     tools: list[Tool] = [function_tool(s, session, state, lock) for s in session.tools]
+    state.unknown_tool = lambda name: function_tool(
+        ToolSchema(name, "Not a tool of this environment.", {"type": "object", "properties": {}}),
+        session,
+        state,
+        lock,
+    )
     return Agent(
         name="tau2-agent",
         instructions=session.system_prompt,
         tools=tools,
         model=model,
         model_settings=model_settings(state.spec),
-        tool_use_behavior=StopAtTools(stop_at_tool_names=[DONE_TOOL]) if session.solo_mode else "run_llm_again",
+        tool_use_behavior=StopAtTools(stop_at_tool_names=[DONE_TOOL])
+        if session.solo_mode
+        else "run_llm_again",
     )
 
 
@@ -258,12 +318,23 @@ def input_items(messages: list[Message]) -> list[TResponseInputItem]:
         elif m.role == "assistant":
             if m.content is not None:
                 items.append({"role": "assistant", "content": m.content})
-            for c in m.tool_calls or []:  # type: ignore[union-attr]
-                items.append({"type": "function_call", "call_id": c.id, "name": c.name,
-                              "arguments": json.dumps(c.arguments)})
-        elif m.role == "tool" and m.requestor == "assistant":  # type: ignore[union-attr]
-            items.append({"type": "function_call_output", "call_id": m.id,  # type: ignore[union-attr]
-                          "output": m.content or ""})
+            for c in m.tool_calls or []:
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": c.id,
+                        "name": c.name,
+                        "arguments": json.dumps(c.arguments),
+                    }
+                )
+        elif m.role == "tool" and m.requestor == "assistant":
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": m.id,
+                    "output": m.content or "",
+                }
+            )
     return items
 
 

@@ -20,13 +20,12 @@ from engine.config import (
     BACKENDS,
     POLICIES,
     USERS,
-    EngineConfig,
     Endpoint,
+    EngineConfig,
     PolicyConfig,
     Sampling,
     UserConfig,
     check_float,
-    check_int,
     endpoint_from_env,
     plan_episodes,
     user_from_env,
@@ -64,7 +63,9 @@ def _number(name: str, minimum: float = 0.0, strict: bool = False):  # noqa: ANN
         try:
             return check_float(name, float(text), minimum=minimum, strict=strict)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc).replace("could not convert string to float: ", f"{name} must be a number, got ")) from None
+            raise argparse.ArgumentTypeError(
+                str(exc).replace("could not convert string to float: ", f"{name} must be a number, got ")
+            ) from None
 
     return parse
 
@@ -75,17 +76,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run episodes and write their events")
     run.add_argument("--domain", default=catalog.DEFAULT_DOMAIN, help=f"one of {', '.join(catalog.DOMAINS)}")
-    run.add_argument("--task-id", action="append", dest="task_ids", metavar="ID", help="task to run (repeatable; default: all)")
+    run.add_argument(
+        "--task-id",
+        action="append",
+        dest="task_ids",
+        metavar="ID",
+        help="task to run (repeatable; default: all)",
+    )
     run.add_argument("--split", default=None, help="task split (e.g. train, test)")
     run.add_argument("--limit", type=_positive_int("--limit"), default=None, help="first N tasks only")
     run.add_argument("--n-samples", type=_positive_int("--n-samples"), default=1, help="samples per task")
-    run.add_argument("--concurrency", type=_positive_int("--concurrency"), default=32, help="episodes in flight")
-    run.add_argument("--max-envs", type=_positive_int("--max-envs"), default=None, help="environments open at once")
-    run.add_argument("--max-model-calls", type=_positive_int("--max-model-calls"), default=None, help="model calls in flight")
-    run.add_argument("--cpu-workers", type=_positive_int("--cpu-workers"), default=2, help="threads for tau2 setup and scoring")
+    run.add_argument(
+        "--concurrency", type=_positive_int("--concurrency"), default=32, help="episodes in flight"
+    )
+    run.add_argument(
+        "--max-envs", type=_positive_int("--max-envs"), default=None, help="environments open at once"
+    )
+    run.add_argument(
+        "--max-model-calls",
+        type=_positive_int("--max-model-calls"),
+        default=None,
+        help="model calls in flight",
+    )
+    run.add_argument(
+        "--cpu-workers",
+        type=_positive_int("--cpu-workers"),
+        default=2,
+        help="threads for tau2 setup and scoring",
+    )
     run.add_argument("--backend", default="local", help=f"one of {', '.join(BACKENDS)}")
-    run.add_argument("--policy", default=None, help=f"one of {', '.join(POLICIES)} (default: openai if an endpoint is configured, else oracle)")
-    run.add_argument("--noise", type=_number("--noise"), default=0.25, help="noisy-oracle mistake probability per action")
+    run.add_argument(
+        "--policy",
+        default=None,
+        help=f"one of {', '.join(POLICIES)} (default: openai if an endpoint is configured, else oracle)",
+    )
+    run.add_argument(
+        "--noise", type=_number("--noise"), default=0.25, help="noisy-oracle mistake probability per action"
+    )
     run.add_argument("--model", default=None, help="model name for --policy openai")
     run.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
     run.add_argument("--api-key", default=None, help="endpoint key (or OPENAI_API_KEY)")
@@ -94,17 +121,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens", type=_positive_int("--max-tokens"), default=8192)
     run.add_argument("--seed", type=_positive_int("--seed", 0), default=0)
     run.add_argument("--max-steps", type=_positive_int("--max-steps"), default=200)
-    run.add_argument("--timeout", type=_number("--timeout", strict=True), default=None, help="episode deadline (s)")
-    run.add_argument("--latency-ms", type=_number("--latency-ms"), default=0.0, help="simulated model latency for scripted policies")
-    run.add_argument("--solo", choices=("auto", "on", "off"), default="auto", help="solo mode (auto: tasks with a ticket)")
+    run.add_argument(
+        "--timeout", type=_number("--timeout", strict=True), default=None, help="episode deadline (s)"
+    )
+    run.add_argument(
+        "--latency-ms",
+        type=_number("--latency-ms"),
+        default=0.0,
+        help="simulated model latency for scripted policies",
+    )
+    run.add_argument(
+        "--solo", choices=("auto", "on", "off"), default="auto", help="solo mode (auto: tasks with a ticket)"
+    )
     run.add_argument("--user", default="scripted", help=f"non-solo user: one of {', '.join(USERS)}")
-    run.add_argument("--events", default=None, metavar="PATH", help="JSONL events file (default runs/events-RUNID.jsonl)")
+    run.add_argument(
+        "--events", default=None, metavar="PATH", help="JSONL events file (default runs/events-RUNID.jsonl)"
+    )
     run.add_argument("--resume", action="store_true", help="skip episodes already completed in --events")
     run.add_argument("--verbose", action="store_true", help="also print every event to stderr")
 
     tasks = sub.add_parser("tasks", help="list the task ids of a domain")
     tasks.add_argument("--domain", default=catalog.DEFAULT_DOMAIN)
     tasks.add_argument("--split", default=None)
+
+    serve = sub.add_parser(
+        "serve-env", help="serve the tau2 environment as an AEnvironment (aenv MCP) server"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a sandbox image)"
+    )
+    serve.add_argument(
+        "--port", type=_positive_int("--port"), default=8081, help="data-plane port (aenv clients use 8081)"
+    )
 
     analyze = sub.add_parser("analyze", help="metrics, plots and reports from events files", add_help=False)
     analyze.add_argument("rest", nargs=argparse.REMAINDER)
@@ -132,21 +180,33 @@ def _stdout_to_logging() -> Iterator[IO[str]]:
 def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
     endpoint: Endpoint | None = None
     if args.base_url:
-        endpoint = Endpoint(base_url=args.base_url, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY", model=args.model or "default")
+        endpoint = Endpoint(
+            base_url=args.base_url,
+            api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+            model=args.model or "default",
+        )
     else:
         endpoint = endpoint_from_env(args.model)
     name = args.policy
     if name is None:
         name = "openai" if endpoint is not None else "oracle"
         if endpoint is None:
-            out.print("no model endpoint configured (--base-url / OPENAI_BASE_URL): running the oracle policy")
+            out.print(
+                "no model endpoint configured (--base-url / OPENAI_BASE_URL): running the oracle policy"
+            )
     if name not in POLICIES:
         raise ConfigError.choice("policy", name, POLICIES)
     if name == "openai" and endpoint is None:
         raise ConfigError("policy 'openai' needs a model endpoint: pass --base-url or set OPENAI_BASE_URL")
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-                        seed=args.seed if args.seed else None)
-    return PolicyConfig(name=name, latency_ms=args.latency_ms, noise=args.noise, endpoint=endpoint, sampling=sampling)
+    sampling = Sampling(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        seed=args.seed if args.seed else None,
+    )
+    return PolicyConfig(
+        name=name, latency_ms=args.latency_ms, noise=args.noise, endpoint=endpoint, sampling=sampling
+    )
 
 
 def _user(args: argparse.Namespace) -> UserConfig:
@@ -162,19 +222,30 @@ def _user(args: argparse.Namespace) -> UserConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     with _stdout_to_logging() as real_stdout:
-        out = Console(file=real_stdout)
+        out = Console(file=real_stdout, soft_wrap=True)
         if args.backend not in BACKENDS:
             raise ConfigError.choice("backend", args.backend, BACKENDS)
         policy = _policy(args, out)
         solo = {"auto": None, "on": True, "off": False}[args.solo]
         specs = plan_episodes(
-            domain=args.domain, task_ids=args.task_ids, split=args.split, limit=args.limit,
-            n_samples=args.n_samples, solo_mode=solo, max_steps=args.max_steps, seed=args.seed,
-            policy=policy, user=_user(args), timeout_s=args.timeout,
+            domain=args.domain,
+            task_ids=args.task_ids,
+            split=args.split,
+            limit=args.limit,
+            n_samples=args.n_samples,
+            solo_mode=solo,
+            max_steps=args.max_steps,
+            seed=args.seed,
+            policy=policy,
+            user=_user(args),
+            timeout_s=args.timeout,
         )
         config = EngineConfig(
-            concurrency=args.concurrency, max_envs=args.max_envs, max_model_calls=args.max_model_calls,
-            cpu_workers=args.cpu_workers, backend=args.backend,
+            concurrency=args.concurrency,
+            max_envs=args.max_envs,
+            max_model_calls=args.max_model_calls,
+            cpu_workers=args.cpu_workers,
+            backend=args.backend,
         )
         events_path = Path(args.events or f"runs/events-{config.run_id}.jsonl")
         sinks: list[EventSink] = [JsonlFileSink(events_path, append=True)]
@@ -189,7 +260,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 summary = anyio.run(engine.run, specs, progress.advance)
         finally:
             events.close()
-        out.print(summary_table(summary, title=f"tau2-engine run {config.run_id} ({args.domain}, {policy.name})"))
+        out.print(
+            summary_table(summary, title=f"tau2-engine run {config.run_id} ({args.domain}, {policy.name})")
+        )
         out.print(f"events: {events_path}")
     return EXIT_OK
 
@@ -208,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "tasks":
             return cmd_tasks(args)
+        if args.command == "serve-env":
+            from engine.envs.aenv_server import serve
+
+            return serve(args.host, args.port)
         if args.command == "analyze":
             from engine.analysis.cli import main_analyze
 
@@ -220,3 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entrypoint() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -45,6 +45,12 @@ class Endpoint:
     """Bearer token sent as Authorization."""
     model: str = "default"
     """Model name sent in each request."""
+    timeout_s: float = 600.0
+    """Deadline of one HTTP request (a timeout is retried like a 5xx)."""
+    max_retries: int = 5
+    """Retries of a call after transient failures (connection, timeout, 429, 5xx)."""
+    backoff_s: float = 0.5
+    """Base of the exponential retry backoff (attempt n waits up to backoff_s * 2**n)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +113,37 @@ class EpisodeSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AenvConfig:
+    """How the `aenv` and `aenv-local` backends reach tau2 environments."""
+
+    env_name: str = "tau2-env@1.0.0"
+    """AEnvironment env name@version (TAU2_ENGINE_AENV_ENV)."""
+    system_url: str | None = None
+    """AEnvironment scheduler URL (AENV_SYSTEM_URL; None: the SDK's default)."""
+    ttl: str = "30m"
+    """Lifetime of a remote sandbox (TAU2_ENGINE_AENV_TTL)."""
+    create_attempts: int = 3
+    """Attempts to create a remote sandbox before the episode fails infra_error."""
+    create_backoff_s: float = 1.0
+    """Base of the create-retry backoff (attempt n waits backoff * 2**n plus jitter, <= 30 s)."""
+    call_timeout_s: float = 60.0
+    """Deadline of one call to an environment (tool, function, reward)."""
+    release_timeout_s: float = 10.0
+    """Deadline of releasing a sandbox (runs shielded, also on cancellation)."""
+    startup_timeout_s: float = 120.0
+    """aenv-local: deadline for a new local server to answer its health check."""
+
+
+def aenv_from_env() -> AenvConfig:
+    """AenvConfig from AENV_SYSTEM_URL, TAU2_ENGINE_AENV_ENV and TAU2_ENGINE_AENV_TTL."""
+    return AenvConfig(
+        env_name=os.environ.get("TAU2_ENGINE_AENV_ENV") or AenvConfig.env_name,
+        system_url=os.environ.get("AENV_SYSTEM_URL") or None,
+        ttl=os.environ.get("TAU2_ENGINE_AENV_TTL") or AenvConfig.ttl,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class EngineConfig:
     """How the engine runs a batch of episodes."""
 
@@ -122,6 +159,8 @@ class EngineConfig:
     """One of BACKENDS."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """Identifier stamped on every event of the run."""
+    aenv: AenvConfig = field(default_factory=aenv_from_env)
+    """The aenv backends' settings."""
 
     @property
     def env_slots(self) -> int:
@@ -173,6 +212,12 @@ def endpoint_from_env(model: str | None = None) -> Endpoint | None:
         api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
         model=model or os.environ.get("OPENAI_MODEL") or "default",
     )
+
+
+def policy_from_env() -> PolicyConfig:
+    """The hook's default policy: openai when OPENAI_BASE_URL is set, else oracle."""
+    endpoint = endpoint_from_env()
+    return PolicyConfig(name="openai", endpoint=endpoint) if endpoint else PolicyConfig()
 
 
 def user_from_env() -> UserConfig:

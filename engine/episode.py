@@ -24,11 +24,10 @@ from engine.errors import AgentMisbehaved, ConfigError, EnvError, ModelError
 from engine.events import EventLog, episode_context
 from engine.results import EpisodeResult, Status
 from engine.trajectory import Trajectory, assistant_message, calls_of
-from engine.users.base import is_stop
+from engine.users.base import call_metrics, is_stop
 
 if TYPE_CHECKING:
     from tau2.data_model.message import Message
-    from tau2.data_model.tasks import Task
 
 GREETING = "Hi! How can I help you today?"  # tau2's DEFAULT_FIRST_AGENT_MESSAGE
 
@@ -100,8 +99,9 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                     termination = await _converse(session, state, runtime)
                     score = await session.score(state.trajectory.messages, termination)
             status = TERMINATION_STATUS.get(termination, Status.AGENT_ERROR)
-            events.emit("reward", reward=score.reward, reward_info=score.reward_info,
-                        termination_reason=termination)
+            events.emit(
+                "reward", reward=score.reward, reward_info=score.reward_info, termination_reason=termination
+            )
         except TimeoutError as exc:
             status, error = Status.TIMEOUT, exc
         except anyio.get_cancelled_exc_class() as exc:
@@ -165,7 +165,9 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
     for message in session.history:
         _record_history(state, message)
     model = ObservedModel(
-        runtime.make_model(spec, session.task), state, runtime.model_limiter,
+        runtime.make_model(spec, session.task),
+        state,
+        runtime.model_limiter,
         spec.policy.endpoint.model if spec.policy.endpoint else spec.policy.name,
     )
     agent = build_agent(session, state, model)
@@ -177,6 +179,7 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
             await Runner.run(agent, input=conversation, max_turns=max_turns, run_config=run_config)
             return "agent_stop" if state.stopped else "agent_error"
         agent_text = _opening(state)
+        conversation = input_items(list(state.trajectory.messages))
         while True:
             state.check_budget()
             replies = await session.send_to_user(agent_text)
@@ -202,8 +205,9 @@ def _opening(state: EpisodeState) -> str:
     """The agent's first words to the user: tau2's greeting, or the history's last line."""
     history = state.trajectory.messages
     if not history:
-        state.record_turn(assistant_message(GREETING, [], solo_mode=False), latency_s=0.0,
-                          usage=None, model=None)
+        state.record_turn(
+            assistant_message(GREETING, [], solo_mode=False), latency_s=0.0, usage=None, model=None
+        )
         return GREETING
     last = history[-1]
     if last.role == "assistant" and last.content and not getattr(last, "tool_calls", None):
@@ -215,8 +219,13 @@ def _opening(state: EpisodeState) -> str:
 
 def _record_history(state: EpisodeState, message: Message) -> None:
     if message.role == "tool":
-        state.record_tool(_name_of_call(state, message.id), _args_of_call(state, message.id),  # type: ignore[union-attr]
-                          message.model_copy(deep=True), latency_s=0.0, history=True)
+        state.record_tool(
+            _name_of_call(state, message.id),
+            _args_of_call(state, message.id),
+            message.model_copy(deep=True),
+            latency_s=0.0,
+            history=True,
+        )
     else:
         state.record_turn(message.model_copy(deep=True), latency_s=0.0, usage=None, model=None, history=True)
 
@@ -242,13 +251,16 @@ def _record_user(state: EpisodeState, replies: list[Message]) -> str | None:
     text: str | None = None
     for message in replies:
         if message.role == "tool":
-            state.record_tool(_name_of_call(state, message.id), _args_of_call(state, message.id),  # type: ignore[union-attr]
-                              message, latency_s=0.0)
+            state.record_tool(
+                _name_of_call(state, message.id),
+                _args_of_call(state, message.id),
+                message,
+                latency_s=0.0,
+            )
         else:
-            state.record_turn(message, latency_s=0.0, usage=None, model=None)
-            if message.tool_calls:  # type: ignore[union-attr]
+            latency_s, usage, model = call_metrics(message)
+            state.record_turn(message, latency_s=latency_s, usage=usage, model=model)
+            if message.tool_calls:
                 state.steps += 1
             text = message.content
     return text
-
-

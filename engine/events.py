@@ -12,7 +12,7 @@ import collections
 import contextlib
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -171,14 +171,19 @@ class EventLog:
         )
         self._closed = False
 
-    def _stamp_run(self, _logger: object, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def _stamp_run(
+        self, _logger: object, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         event["run_id"] = self.run_id
         return event
 
-    def _dispatch(self, _logger: object, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def _dispatch(
+        self, _logger: object, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         self.counts[event["event"]] += 1
+        record = dict(event)
         for sink in self.sinks:
-            sink.write(event)
+            sink.write(record)
         raise structlog.DropEvent
 
     def emit(self, event: str, /, **fields: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from engine.config import EngineConfig, PolicyConfig, spec_from_data
+from engine.config import EngineConfig, PolicyConfig, policy_from_env, spec_from_data
 from engine.engine import Engine
 from engine.errors import EpisodeDiscarded
 from engine.events import EventLog, EventSink, JsonlFileSink
@@ -51,7 +51,7 @@ def hook_engine() -> Engine:
 
 
 async def run_episode_from_data(data: dict[str, Any], *, policy: PolicyConfig | None = None) -> EpisodeResult:
-    spec = spec_from_data(data, default_policy=policy)
+    spec = spec_from_data(data, default_policy=policy or policy_from_env())
     return await hook_engine().run_one(spec)
 
 

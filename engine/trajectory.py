@@ -6,6 +6,7 @@ so a trajectory rebuilt from a JSONL file is the one that was scored.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,10 +18,25 @@ STOP_TOKEN = "###STOP###"
 DONE_TOOL = "done"
 
 
+MALFORMED_ARGUMENTS = "malformed_json_arguments"
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    """Tool arguments as tau2 records them: the JSON object the model sent. Arguments that
+    are not a JSON object are recorded as {MALFORMED_ARGUMENTS: raw}: the environment
+    answers that call with an error tool message (no tool takes that argument), the same
+    one again when tau2 replays the trajectory to score it."""
+    try:
+        parsed = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        return {MALFORMED_ARGUMENTS: raw}
+    return parsed if isinstance(parsed, dict) else {MALFORMED_ARGUMENTS: raw}
+
+
 def tool_call(call_id: str, name: str, arguments: Mapping[str, Any], requestor: str) -> ToolCall:
     from tau2.data_model.message import ToolCall
 
-    return ToolCall(id=call_id, name=name, arguments=dict(arguments), requestor=requestor)  # type: ignore[arg-type]
+    return ToolCall(id=call_id, name=name, arguments=dict(arguments), requestor=requestor)
 
 
 def assistant_message(
@@ -46,7 +62,7 @@ def user_message(content: str | None, calls: Sequence[Mapping[str, Any]]) -> Use
 def tool_message(call_id: str, content: str, requestor: str, error: bool) -> ToolMessage:
     from tau2.data_model.message import ToolMessage
 
-    return ToolMessage(id=call_id, role="tool", content=content, requestor=requestor, error=error)  # type: ignore[arg-type]
+    return ToolMessage(id=call_id, role="tool", content=content, requestor=requestor, error=error)
 
 
 def calls_of(message: Message) -> list[dict[str, Any]]:
@@ -80,9 +96,7 @@ class Trajectory:
 
 def messages_from_events(events: Iterable[Mapping[str, Any]], *, solo_mode: bool) -> list[Message]:
     """Rebuild one episode's trajectory from its `turn` and `tool_call` events."""
-    records = sorted(
-        (e for e in events if e["event"] in ("turn", "tool_call")), key=lambda e: e["turn"]
-    )
+    records = sorted((e for e in events if e["event"] in ("turn", "tool_call")), key=lambda e: e["turn"])
     out: list[Message] = []
     for e in records:
         if e["event"] == "tool_call":
@@ -97,7 +111,12 @@ def messages_from_events(events: Iterable[Mapping[str, Any]], *, solo_mode: bool
 
 
 def rescore(
-    events: Sequence[Mapping[str, Any]], *, domain: str, task_id: str, solo_mode: bool, split: str | None = None
+    events: Sequence[Mapping[str, Any]],
+    *,
+    domain: str,
+    task_id: str,
+    solo_mode: bool,
+    split: str | None = None,
 ) -> float:
     """Score an episode from its events alone with stock tau2 `evaluate_simulation`."""
     from engine import catalog, tau2lib

@@ -58,9 +58,7 @@ def test_json_is_one_object_with_the_documented_keys(
     assert out.err == ""
 
 
-def test_terminal_report_shows_every_section(
-    events: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_terminal_report_shows_every_section(events: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main_analyze([str(events)]) == 0
     out = capsys.readouterr().out
     for title in SECTION_TITLES:
@@ -68,9 +66,7 @@ def test_terminal_report_shows_every_section(
     assert "pass^2" in out and "95% CI" in out and "timeout" in out
 
 
-def test_plots_dir_gets_every_png(
-    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_plots_dir_gets_every_png(events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plots = tmp_path / "plots" / "nested"
     assert main_analyze([str(events), "--plots", str(plots), "--json"]) == 0
     names = sorted(p.name for p in plots.iterdir())

@@ -59,9 +59,7 @@ def test_compare_alone_prints_json_with_compare_key(
     assert list(doc) == ["compare"]
     rows = {r["task_id"]: r for r in doc["compare"]["tasks"]}
     assert rows["t3"]["delta"] == pytest.approx(-1 / 3)
-    assert doc["compare"]["a_mean_reward"] == pytest.approx(
-        _mean([r for v in A.values() for r in v])
-    )
+    assert doc["compare"]["a_mean_reward"] == pytest.approx(_mean([r for v in A.values() for r in v]))
 
 
 def test_compare_with_events_adds_the_table(

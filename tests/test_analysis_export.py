@@ -151,9 +151,7 @@ def test_export_loads_in_tau2_results_and_metrics_agree(
     assert len(results.simulations) == summary["episodes"]["counted"] == 6
     metrics = compute_metrics(results)
     assert metrics.avg_reward == pytest.approx(summary["reward"]["mean"])
-    assert {str(k): v for k, v in metrics.pass_hat_ks.items()} == pytest.approx(
-        summary["pass_hat_k"]
-    )
+    assert {str(k): v for k, v in metrics.pass_hat_ks.items()} == pytest.approx(summary["pass_hat_k"])
     assert list(summary["pass_hat_k"]) == ["1", "2", "3"]
 
 
@@ -202,9 +200,7 @@ def test_export_rebuilds_messages_tools_and_info(
     assert info.environment_info.domain_name == "mock" and info.environment_info.policy
 
 
-def test_export_of_several_domains_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_export_of_several_domains_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = tmp_path / "e.jsonl"
     write_events(
         events,
@@ -219,9 +215,7 @@ def test_export_of_several_domains_is_refused(
     assert "airline, mock" in err
 
 
-def test_export_of_unknown_task_names_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_export_of_unknown_task_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = tmp_path / "e.jsonl"
     write_events(events, [Episode(task_id="no_such_task", sample=0)])
     assert main_analyze([str(events), "--export-tau2", str(tmp_path / "r.json")]) == 2

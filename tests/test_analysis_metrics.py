@@ -15,7 +15,7 @@ from engine.analysis.errors import InputError
 from engine.analysis.load import load, resolve_paths
 from engine.analysis.metrics import Summary, summarize
 from engine.analysis.series import build_series
-from tests.test_analysis_support import Call, Episode, Retry, write_events
+from tests.test_analysis_support import Call, Episode, Msg, Retry, write_events
 
 # The final outcome of every (task, sample): (status, reward). Resumed attempts that
 # came earlier are written too (see `_episodes`) and must not count.
@@ -158,9 +158,7 @@ def test_per_domain_row_matches_overall(summary: Summary) -> None:
     assert domain.pass_hat_k == pytest.approx(summary.pass_hat_k)
 
 
-def test_tool_stats_match_the_events(
-    summary: Summary, run_files: tuple[Path, list[dict[str, Any]]]
-) -> None:
+def test_tool_stats_match_the_events(summary: Summary, run_files: tuple[Path, list[dict[str, Any]]]) -> None:
     calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in run_files[1]:
         if e["event"] == "tool_call":
@@ -196,12 +194,8 @@ def test_model_latency_and_tokens_per_role(
     assert greeting.calls == 0 and greeting.latency_p50_s is None
 
 
-def test_failure_taxonomy_and_retries(
-    summary: Summary, run_files: tuple[Path, list[dict[str, Any]]]
-) -> None:
-    ends = Counter(
-        (e["status"], e["error_type"]) for e in run_files[1] if e["event"] == "episode_end"
-    )
+def test_failure_taxonomy_and_retries(summary: Summary, run_files: tuple[Path, list[dict[str, Any]]]) -> None:
+    ends = Counter((e["status"], e["error_type"]) for e in run_files[1] if e["event"] == "episode_end")
     assert {(f.status, f.error_type): f.count for f in summary.failures} == dict(ends)
     (retry,) = summary.retries
     assert (retry.scope, retry.error_type, retry.count) == ("model_call", "RateLimitError", 4)
@@ -290,9 +284,7 @@ def test_several_files_and_globs_are_one_dataset(
     ("pattern", "message"),
     [("missing.jsonl", "no such events file"), ("*.nothing", "no events file matches")],
 )
-def test_bad_paths_raise_input_error_naming_them(
-    tmp_path: Path, pattern: str, message: str
-) -> None:
+def test_bad_paths_raise_input_error_naming_them(tmp_path: Path, pattern: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:
         resolve_paths([str(tmp_path / pattern)])
     assert pattern in str(info.value)
@@ -319,3 +311,20 @@ def test_series_hold_the_heatmap_and_in_flight_curve(
     assert max(n for _, n in series.in_flight) >= 2
     assert series.in_flight[-1][1] == 0
     assert {"model: assistant", "model: user", "all tools"} <= series.latency_cdfs.keys()
+
+
+def test_history_replay_is_in_the_trajectory_but_not_in_call_stats(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    replayed = Call(name="get_users", latency_s=0.0)
+    messages = (
+        Msg(role="user", content="earlier", latency_s=0.0, history=True),
+        Msg(role="assistant", calls=(replayed,), latency_s=0.0, history=True),
+        Msg(role="assistant", content="Hello again", model="m", history=False),
+        Msg(role="assistant", calls=(Call(name="create_task", latency_s=0.2),), model="m"),
+        Msg(role="user", content="###STOP###", model="u", stop=True),
+    )
+    write_events(path, [Episode(task_id="a", sample=0, messages=messages)])
+    summary = summarize(load([str(path)]))
+    assert [t.name for t in summary.tools] == ["create_task"]
+    assert sum(m.messages for m in summary.model) == 3
+    assert summary.events["tool_call"] == 2

@@ -48,6 +48,8 @@ class Msg:
     usage: dict[str, int] | None = None
     model: str | None = None
     stop: bool = False
+    history: bool | None = None
+    """Replayed from the task's initial history (the engine's `history` field); None omits it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,11 +113,7 @@ def episode_events(ep: Episode, run_id: str, index: int) -> list[dict[str, Any]]
     out: list[dict[str, Any]] = []
 
     def emit(event_name: str, /, **fields: Any) -> None:
-        out.append(
-            {"event": event_name, "timestamp": stamp(next(clock)), "run_id": run_id}
-            | ident
-            | fields
-        )
+        out.append({"event": event_name, "timestamp": stamp(next(clock)), "run_id": run_id} | ident | fields)
 
     emit(
         "episode_start",
@@ -138,6 +136,7 @@ def episode_events(ep: Episode, run_id: str, index: int) -> list[dict[str, Any]]
     turn = 0
     call_no = 0
     for msg in messages:
+        replay = {} if msg.history is None else {"history": msg.history}
         ids = []
         for _ in msg.calls:
             ids.append(f"call_{index}_{call_no}")
@@ -155,6 +154,7 @@ def episode_events(ep: Episode, run_id: str, index: int) -> list[dict[str, Any]]
             usage=msg.usage,
             model=msg.model,
             stop=msg.stop,
+            **replay,
         )
         turn += 1
         for call_id, call in zip(ids, msg.calls, strict=True):
@@ -168,6 +168,7 @@ def episode_events(ep: Episode, run_id: str, index: int) -> list[dict[str, Any]]
                 latency_s=call.latency_s,
                 requestor=msg.role,
                 turn=turn,
+                **replay,
             )
             turn += 1
     reason = ep.termination_reason or {

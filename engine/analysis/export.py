@@ -71,9 +71,7 @@ def export_tau2(store: EventStore, path: Path) -> ExportResult:
         raise InputError("--export-tau2: no counted episodes to export")
     domains = sorted({str(e["domain"]) for e in episodes})
     if len(domains) > 1:
-        raise InputError(
-            f"--export-tau2 needs one domain per file; the events hold {', '.join(domains)}"
-        )
+        raise InputError(f"--export-tau2 needs one domain per file; the events hold {', '.join(domains)}")
     domain = domains[0]
     trajectory, config = _read_export_events(store)
     versions = [
@@ -138,9 +136,7 @@ def export_tau2(store: EventStore, path: Path) -> ExportResult:
         info = Info(
             git_commit=str(config.get("git_commit") or f"unknown (tau2-engine {version})"),
             num_trials=max(samples_per_task.values()),
-            max_steps=max(max_steps)
-            if max_steps
-            else int(config.get("max_steps") or DEFAULT_MAX_STEPS),
+            max_steps=max(max_steps) if max_steps else int(config.get("max_steps") or DEFAULT_MAX_STEPS),
             max_errors=int(config.get("max_errors") or DEFAULT_MAX_ERRORS),
             user_info=UserInfo(
                 implementation="none (solo mode)" if solo else "tau2-engine user simulator",
@@ -205,9 +201,7 @@ def _json(value: str | None) -> Any:
     return None if value is None else orjson.loads(value)
 
 
-def _messages(
-    events: list[dict[str, Any]], models: dict[str, Counter[str]]
-) -> tuple[list[Any], str | None]:
+def _messages(events: list[dict[str, Any]], models: dict[str, Counter[str]]) -> tuple[list[Any], str | None]:
     """tau2 messages from the events; also the role of the message that stopped the talk."""
     from tau2.data_model.message import AssistantMessage, ToolCall, ToolMessage, UserMessage
 
@@ -256,9 +250,7 @@ def _messages(
     return messages, stop_role
 
 
-def _reward_info(
-    reward_info_model: Any, episode: dict[str, Any], reward_event: dict[str, Any] | None
-) -> Any:
+def _reward_info(reward_info_model: Any, episode: dict[str, Any], reward_event: dict[str, Any] | None) -> Any:
     """The reward event's RewardInfo, holding the recorded episode_end reward."""
     recorded = float(episode["reward"])
     if reward_event is None or reward_event["reward_info"] is None:

@@ -76,11 +76,7 @@ def render_html(
 def _kpis(summary: Summary) -> str:
     r = summary.reward
     mean = "-" if r.mean is None else f"{r.mean:.3f}"
-    ci = (
-        ""
-        if r.ci95_low is None or r.ci95_high is None
-        else f" [{r.ci95_low:.3f}, {r.ci95_high:.3f}]"
-    )
+    ci = "" if r.ci95_low is None or r.ci95_high is None else f" [{r.ci95_low:.3f}, {r.ci95_high:.3f}]"
     cards = [
         ("episodes counted", f"{summary.episodes.counted:,}"),
         ("excluded", f"{summary.episodes.excluded:,}"),
@@ -89,10 +85,7 @@ def _kpis(summary: Summary) -> str:
     cards += [(f"pass^{k}", f"{v:.3f}") for k, v in list(summary.pass_hat_k.items())[:4]]
     return (
         '<div class="kpis">'
-        + "".join(
-            f'<div class="kpi">{escape(label)}<b>{escape(value)}</b></div>'
-            for label, value in cards
-        )
+        + "".join(f'<div class="kpi">{escape(label)}<b>{escape(value)}</b></div>' for label, value in cards)
         + "</div>"
     )
 
@@ -102,9 +95,7 @@ def _table(data: TableData) -> str:
     rows = []
     for row in data.rows:
         cells = "".join(
-            f"<td>{escape(cell)}</td>"
-            if i < data.text_columns
-            else f'<td class="num">{escape(cell)}</td>'
+            f"<td>{escape(cell)}</td>" if i < data.text_columns else f'<td class="num">{escape(cell)}</td>'
             for i, cell in enumerate(row)
         )
         rows.append(f"<tr>{cells}</tr>")

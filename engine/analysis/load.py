@@ -45,6 +45,7 @@ _METRIC_COLUMNS: Mapping[str, str] = {
     "name": "VARCHAR",
     "error": "JSON",
     "requestor": "VARCHAR",
+    "history": "BOOLEAN",
     "reward": "DOUBLE",
     "status": "VARCHAR",
     "turns": "BIGINT",

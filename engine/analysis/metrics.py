@@ -404,9 +404,7 @@ def _domains(con: duckdb.DuckDBPyConnection, tasks: Sequence[TaskRow]) -> tuple[
         """,
     ):
         ci = mean_ci95(int(r["episodes"]), r["mean"], r["std"])
-        per_task = [
-            (t.samples, t.successes) for t in tasks if t.domain == r["domain"] and t.samples > 0
-        ]
+        per_task = [(t.samples, t.successes) for t in tasks if t.domain == r["domain"] and t.samples > 0]
         rows.append(
             DomainRow(
                 domain=r["domain"],
@@ -423,7 +421,11 @@ def _domains(con: duckdb.DuckDBPyConnection, tasks: Sequence[TaskRow]) -> tuple[
     return tuple(rows)
 
 
-_TOOLS_SQL = """
+# Messages replayed from a task's initial history carry `history: true`; they were
+# not produced (no model or tool call happened) during the episode.
+_LIVE = "history IS NOT TRUE"
+
+_TOOLS_SQL = f"""
 SELECT name,
        count(*) AS calls,
        count(*) FILTER (WHERE TRY_CAST(error AS BOOLEAN)) AS errors,
@@ -432,7 +434,7 @@ SELECT name,
        quantile_cont(latency_s, 0.5) AS latency_p50_s,
        quantile_cont(latency_s, 0.95) AS latency_p95_s,
        quantile_cont(latency_s, 0.99) AS latency_p99_s
-FROM ev WHERE event = 'tool_call'
+FROM ev WHERE event = 'tool_call' AND {_LIVE}
 GROUP BY name ORDER BY calls DESC, name
 """
 
@@ -462,7 +464,7 @@ SELECT role, model,
        COALESCE(sum(TRY_CAST(usage ->> '$.input_tokens' AS BIGINT)), 0) AS input_tokens,
        COALESCE(sum(TRY_CAST(usage ->> '$.output_tokens' AS BIGINT)), 0) AS output_tokens,
        COALESCE(sum(TRY_CAST(usage ->> '$.total_tokens' AS BIGINT)), 0) AS total_tokens
-FROM ev WHERE event = 'turn'
+FROM ev WHERE event = 'turn' AND {_LIVE}
 GROUP BY role, model ORDER BY role, messages DESC, model
 """
 

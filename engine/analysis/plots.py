@@ -75,9 +75,7 @@ def _reward_histogram(series: Series) -> Figure:
     figure, axes = _figure("reward_histogram")
     width = 1.0 / HISTOGRAM_BINS
     lefts = [i * width for i in range(HISTOGRAM_BINS)]
-    axes.bar(
-        lefts, series.reward_bins, width=width, align="edge", color="#4c72b0", edgecolor="white"
-    )
+    axes.bar(lefts, series.reward_bins, width=width, align="edge", color="#4c72b0", edgecolor="white")
     axes.set_xlim(0, 1)
     axes.set_xlabel("reward (counted episodes)")
     axes.set_ylabel("episodes")
@@ -116,16 +114,12 @@ def _task_heatmap(series: Series) -> Figure:
         _no_data(axes, "final episodes")
         return figure
     values = [[math.nan if v is None else v for v in row] for row in grid.rewards]
-    image = axes.imshow(
-        values, aspect="auto", cmap="RdYlGn", vmin=0.0, vmax=1.0, interpolation="nearest"
-    )
+    image = axes.imshow(values, aspect="auto", cmap="RdYlGn", vmin=0.0, vmax=1.0, interpolation="nearest")
     image.cmap.set_bad("#bbbbbb")
     axes.grid(False)
     axes.set_yticks(range(len(grid.tasks)), labels=grid.tasks, fontsize=7)
     step = max(1, len(grid.samples) // 20)
-    axes.set_xticks(
-        range(0, len(grid.samples), step), labels=[str(s) for s in grid.samples[::step]]
-    )
+    axes.set_xticks(range(0, len(grid.samples), step), labels=[str(s) for s in grid.samples[::step]])
     axes.set_xlabel("sample (grey: missing or excluded)")
     shown = len(grid.tasks)
     if shown < grid.total_tasks:

@@ -27,9 +27,7 @@ def rich_table(data: TableData) -> Table:
     return table
 
 
-def print_report(
-    console: Console, summary: Summary | None, comparison: Comparison | None = None
-) -> None:
+def print_report(console: Console, summary: Summary | None, comparison: Comparison | None = None) -> None:
     """Print the summary and/or the comparison."""
     blocks: list[tuple[Text | None, TableData]] = []
     if summary is not None:

@@ -76,9 +76,7 @@ def _task_grid(store: EventStore) -> TaskGrid:
     ).fetchall()
     total_row = con.execute("SELECT count(DISTINCT (domain, task_id)) FROM final").fetchone()
     total = int(total_row[0]) if total_row else 0
-    samples = tuple(
-        int(s) for (s,) in con.execute("SELECT DISTINCT sample FROM final ORDER BY 1").fetchall()
-    )
+    samples = tuple(int(s) for (s,) in con.execute("SELECT DISTINCT sample FROM final ORDER BY 1").fetchall())
     column = {s: i for i, s in enumerate(samples)}
     row_of = {(d, t): i for i, (d, t) in enumerate(ranked)}
     grid: list[list[float | None]] = [[None] * len(samples) for _ in ranked]
@@ -110,11 +108,12 @@ def _latency_cdfs(store: EventStore) -> dict[str, tuple[float, ...]]:
         FROM ev WHERE event = 'turn' AND latency_s > 0 GROUP BY role
         UNION ALL
         SELECT 'all tools', quantile_disc(latency_s, [{points}])
-        FROM ev WHERE event = 'tool_call' AND latency_s IS NOT NULL HAVING count(*) > 0
+        FROM ev WHERE event = 'tool_call' AND latency_s IS NOT NULL AND history IS NOT TRUE
+        HAVING count(*) > 0
         UNION ALL
         SELECT * FROM (
             SELECT 'tool: ' || name, quantile_disc(latency_s, [{points}])
-            FROM ev WHERE event = 'tool_call' AND latency_s IS NOT NULL
+            FROM ev WHERE event = 'tool_call' AND latency_s IS NOT NULL AND history IS NOT TRUE
             GROUP BY name ORDER BY count(*) DESC, name LIMIT {CDF_MAX_TOOLS}
         )
         """

@@ -92,9 +92,7 @@ def _reward(summary: Summary) -> TableData:
         ("successes (reward = 1)", fmt(r.successes)),
     ]
     rows += [(f"pass^{k}", fmt(v, 4)) for k, v in summary.pass_hat_k.items()]
-    return TableData(
-        title="Reward (counted episodes)", columns=("metric", "value"), rows=tuple(rows)
-    )
+    return TableData(title="Reward (counted episodes)", columns=("metric", "value"), rows=tuple(rows))
 
 
 def _domains(summary: Summary) -> TableData:

@@ -38,12 +38,22 @@ class Score:
 class EnvSession(Protocol):
     """One episode's environment: tools, the user (non-solo) and the reward."""
 
-    task: Task
-    solo_mode: bool
-    system_prompt: str
-    tools: Sequence[ToolSchema]
-    history: Sequence[Message]
-    """The task's initial message history (already applied to the environment)."""
+    @property
+    def task(self) -> Task: ...
+
+    @property
+    def solo_mode(self) -> bool: ...
+
+    @property
+    def system_prompt(self) -> str: ...
+
+    @property
+    def tools(self) -> Sequence[ToolSchema]: ...
+
+    @property
+    def history(self) -> Sequence[Message]:
+        """The task's initial message history (already applied to the environment)."""
+        ...
 
     async def call_tool(self, call: ToolCall) -> ToolMessage:
         """Execute one agent tool call; tool errors come back as error tool messages."""
