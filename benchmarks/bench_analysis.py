@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from engine.analysis.load import load
+from engine.analysis.load import load_events
 from engine.analysis.metrics import summarize
 from engine.analysis.series import build_series
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         events = write_events(path, args.events)
         generate_s = time.perf_counter() - started
         started = time.perf_counter()
-        store = load([str(path)])
+        store = load_events([str(path)])
         loaded = time.perf_counter()
         summary = summarize(store)
         build_series(store)

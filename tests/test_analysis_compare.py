@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from engine.analysis.cli import main_analyze
-from engine.analysis.compare import compare
-from engine.analysis.load import load
+from engine.analysis.compare import compare_runs
+from engine.analysis.load import load_events
 from engine.analysis.metrics import summarize
 from tests.test_analysis_support import Episode, write_events
 
@@ -37,7 +37,7 @@ def _mean(values: list[float]) -> float:
 
 
 def test_deltas_are_b_minus_a_per_task(runs: tuple[Path, Path]) -> None:
-    result = compare(summarize(load([str(runs[0])])), summarize(load([str(runs[1])])))
+    result = compare_runs(summarize(load_events([str(runs[0])])), summarize(load_events([str(runs[1])])))
     rows = {d.task_id: d for d in result.tasks}
     for task in ("t1", "t2", "t3"):
         assert rows[task].delta == pytest.approx(_mean(B[task]) - _mean(A[task]))

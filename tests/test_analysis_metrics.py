@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from engine.analysis.errors import InputError
-from engine.analysis.load import load, resolve_paths
+from engine.analysis.load import load_events, resolve_paths
 from engine.analysis.metrics import Summary, summarize
 from engine.analysis.series import build_series
 from tests.test_analysis_support import Call, Episode, Msg, Retry, write_events
@@ -80,7 +80,7 @@ def run_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
 
 @pytest.fixture(scope="module")
 def summary(run_files: tuple[Path, list[dict[str, Any]]]) -> Summary:
-    return summarize(load([str(run_files[0])]))
+    return summarize(load_events([str(run_files[0])]))
 
 
 def _counted() -> dict[str, list[float]]:
@@ -222,7 +222,7 @@ def test_truncated_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
     cut = tmp_path / "cut.jsonl"
     write_events(whole, run1)
     write_events(cut, run1, truncate_last_line=True)
-    full, partial = summarize(load([str(whole)])), summarize(load([str(cut)]))
+    full, partial = summarize(load_events([str(whole)])), summarize(load_events([str(cut)]))
     assert partial.malformed_lines == 1 and full.malformed_lines == 0
     assert partial.lines == full.lines
     assert astuple(partial.reward) == pytest.approx(astuple(full.reward))
@@ -242,7 +242,7 @@ def test_killed_writer_mid_episode_end_leaves_an_unfinished_episode(tmp_path: Pa
     )
     data = path.read_bytes()
     path.write_bytes(data[: data.rfind(b'"status"')])
-    summary = summarize(load([str(path)]))
+    summary = summarize(load_events([str(path)]))
     assert summary.malformed_lines == 1
     assert summary.episodes.unfinished == 1
     assert summary.episodes.counted == 1
@@ -262,7 +262,7 @@ def test_unknown_events_and_extra_fields_are_tolerated(tmp_path: Path) -> None:
     ]  # fmt: skip
     with open(path, "ab") as handle:
         handle.write(b"\n" + b"".join(orjson.dumps(e) + b"\n" for e in extra))
-    summary = summarize(load([str(path)]))
+    summary = summarize(load_events([str(path)]))
     assert summary.events["env_acquire"] == 1
     assert summary.reward.n == 2 and summary.reward.mean == pytest.approx(0.5)
 
@@ -273,8 +273,8 @@ def test_several_files_and_globs_are_one_dataset(
     run1, run2 = _episodes()
     write_events(tmp_path / "a.jsonl", run1, run_id="run-1")
     write_events(tmp_path / "b.jsonl", run2, run_id="run-2")
-    split = summarize(load([str(tmp_path / "*.jsonl"), str(tmp_path / "a.jsonl")]))
-    joined = summarize(load([str(run_files[0])]))
+    split = summarize(load_events([str(tmp_path / "*.jsonl"), str(tmp_path / "a.jsonl")]))
+    joined = summarize(load_events([str(run_files[0])]))
     assert len(split.files) == 2
     assert astuple(split.reward) == pytest.approx(astuple(joined.reward))
     assert split.pass_hat_k == pytest.approx(joined.pass_hat_k)
@@ -294,13 +294,13 @@ def test_a_file_without_events_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.jsonl"
     path.write_text("not json\n{broken\n")
     with pytest.raises(InputError, match="no events in"):
-        load([str(path)])
+        load_events([str(path)])
 
 
 def test_series_hold_the_heatmap_and_in_flight_curve(
     run_files: tuple[Path, list[dict[str, Any]]],
 ) -> None:
-    series = build_series(load([str(run_files[0])]))
+    series = build_series(load_events([str(run_files[0])]))
     grid = series.task_grid
     assert grid.samples == (0, 1, 2, 3) and grid.total_tasks == 5
     row = dict(zip(grid.tasks, grid.rewards, strict=True))
@@ -324,7 +324,7 @@ def test_history_replay_is_in_the_trajectory_but_not_in_call_stats(tmp_path: Pat
         Msg(role="user", content="###STOP###", model="u", stop=True),
     )
     write_events(path, [Episode(task_id="a", sample=0, messages=messages)])
-    summary = summarize(load([str(path)]))
+    summary = summarize(load_events([str(path)]))
     assert [t.name for t in summary.tools] == ["create_task"]
     assert sum(m.messages for m in summary.model) == 3
     assert summary.events["tool_call"] == 2

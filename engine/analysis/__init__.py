@@ -10,9 +10,9 @@ comparisons (:mod:`.compare`). It only reads files and imports nothing else from
 from __future__ import annotations
 
 from engine.analysis.cli import main_analyze
-from engine.analysis.compare import Comparison, TaskDelta, compare
+from engine.analysis.compare import Comparison, TaskDelta, compare_runs
 from engine.analysis.errors import AnalysisError, InputError
-from engine.analysis.load import EventStore, load, open_events, resolve_paths
+from engine.analysis.load import EventStore, load_events, open_events, resolve_paths
 from engine.analysis.metrics import Summary, summarize
 from engine.analysis.serialize import to_json
 from engine.analysis.stats import is_successful, pass_hat_k, pass_hat_ks
@@ -24,9 +24,9 @@ __all__ = [
     "InputError",
     "Summary",
     "TaskDelta",
-    "compare",
+    "compare_runs",
     "is_successful",
-    "load",
+    "load_events",
     "main_analyze",
     "open_events",
     "pass_hat_k",

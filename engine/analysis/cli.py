@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from engine.analysis.compare import Comparison, compare
+from engine.analysis.compare import Comparison, compare_runs
 from engine.analysis.errors import InputError
-from engine.analysis.load import EventStore, load
+from engine.analysis.load import EventStore, load_events
 from engine.analysis.metrics import Summary, summarize
 from engine.analysis.serialize import to_json
 
@@ -121,11 +121,11 @@ def _run(args: argparse.Namespace) -> int:
     comparison: Comparison | None = None
     notes: list[str] = []
     if args.events:
-        store = load(args.events)
+        store = load_events(args.events)
         summary = summarize(store)
     if args.compare:
-        side_a, side_b = (summarize(load([pattern])) for pattern in args.compare)
-        comparison = compare(side_a, side_b)
+        side_a, side_b = (summarize(load_events([pattern])) for pattern in args.compare)
+        comparison = compare_runs(side_a, side_b)
 
     if store is not None and args.export_tau2 is not None:
         from engine.analysis.export import export_tau2

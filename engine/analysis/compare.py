@@ -59,7 +59,7 @@ class Comparison:
     """Per-task rows: biggest regressions first, tasks missing on one side last."""
 
 
-def compare(a: Summary, b: Summary) -> Comparison:
+def compare_runs(a: Summary, b: Summary) -> Comparison:
     """Compare two summaries task by task (counted episodes only)."""
     rows_a = _by_task(a.tasks)
     rows_b = _by_task(b.tasks)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 
 from engine.analysis.errors import InputError
@@ -158,7 +159,9 @@ def export_tau2(store: EventStore, path: Path) -> ExportResult:
     return ExportResult(path=path, domain=domain, simulations=len(simulations), tasks=len(tasks))
 
 
-def _dicts(con: Any, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def _dicts(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     cursor = con.execute(sql, params or {})
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

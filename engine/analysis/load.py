@@ -26,7 +26,7 @@ COUNTED_STATUSES = ("completed", "max_steps", "agent_error")
 EXCLUDED_STATUSES = ("infra_error", "timeout", "cancelled")
 """Statuses left out of mean reward and pass^k (reported as excluded)."""
 
-_MAX_LINE_BYTES = 1 << 28
+_MAX_LINE_BYTES = 1 << 26  # one event line may hold a large tool result
 
 _METRIC_COLUMNS: Mapping[str, str] = {
     "event": "VARCHAR",
@@ -204,6 +204,6 @@ def _fetch_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def load(patterns: Iterable[str]) -> EventStore:
+def load_events(patterns: Iterable[str]) -> EventStore:
     """Resolve ``patterns`` (files or globs) and open them."""
     return open_events(resolve_paths(patterns))

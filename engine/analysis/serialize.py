@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -15,9 +16,7 @@ def to_json(summary: Summary | None, comparison: Comparison | None = None) -> by
 
     Integer keys (``pass_hat_k``) become strings: ``{"1": 0.75, "2": 0.5}``.
     """
-    document: dict[str, Any] = {}
-    if summary is not None:
-        document = orjson.loads(orjson.dumps(summary, option=orjson.OPT_NON_STR_KEYS))
+    document: dict[str, Any] = asdict(summary) if summary is not None else {}
     if comparison is not None:
-        document["compare"] = comparison
+        document["compare"] = asdict(comparison)
     return orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2)
