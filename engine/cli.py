@@ -34,6 +34,8 @@ from engine.console import RunProgress, summary_table
 from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import EventLog, EventSink, JsonlFileSink
+from engine.resume import completed_keys, remaining
+from engine.shutdown import EXIT_SIGINT, run_until_signalled
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -247,7 +249,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             cpu_workers=args.cpu_workers,
             backend=args.backend,
         )
+        if args.resume and not args.events:
+            raise ConfigError("--resume needs --events PATH (the file of the run to resume)")
         events_path = Path(args.events or f"runs/events-{config.run_id}.jsonl")
+        if args.resume:
+            planned = len(specs)
+            specs = remaining(specs, completed_keys(events_path))
+            out.print(
+                f"resume: {planned - len(specs)} of {planned} episodes already completed in {events_path}"
+            )
         sinks: list[EventSink] = [JsonlFileSink(events_path, append=True)]
         if args.verbose:
             from engine.events import ConsoleSink
@@ -257,14 +267,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             engine = Engine(config, events)
             with RunProgress(len(specs), sys.stderr) as progress:
-                summary = anyio.run(engine.run, specs, progress.advance)
+                summary, signalled = anyio.run(run_until_signalled, engine, specs, progress.advance, events)
         finally:
             events.close()
         out.print(
             summary_table(summary, title=f"tau2-engine run {config.run_id} ({args.domain}, {policy.name})")
         )
         out.print(f"events: {events_path}")
-    return EXIT_OK
+    return signalled if signalled is not None else EXIT_OK
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -292,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tau2-engine: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before the run's own signal handling is in place
+        print("tau2-engine: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -10,7 +10,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,6 +51,8 @@ class EpisodeRuntime:
     model_limiter: anyio.CapacityLimiter
     make_model: Callable[[EpisodeSpec, Any], Model]
     backend_name: str = "local"
+    observers: list[Callable[[EpisodeResult], None]] = field(default_factory=list)
+    """Called with every episode's result, whatever ended it (cancellation included)."""
 
 
 def _status_of_error(exc: BaseException) -> Status:
@@ -145,6 +147,8 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                 policy=spec.policy.name,
                 termination_reason=termination,
             )
+            for observe in runtime.observers:
+                observe(result)
         return result
 
 

@@ -71,15 +71,23 @@ def pass_hat_k(results: Iterable[EpisodeResult]) -> dict[int, float]:
 
 @dataclass
 class RunSummary:
-    """Aggregates results as they stream in."""
+    """Aggregates results as they finish. A retried episode counts once, by its last attempt."""
 
-    results: list[EpisodeResult] = field(default_factory=list)
-    statuses: Counter[str] = field(default_factory=Counter)
+    by_episode: dict[tuple[str, str, int], EpisodeResult] = field(default_factory=dict)
+    attempts: int = 0
     duration_s: float = 0.0
 
     def add(self, result: EpisodeResult) -> None:
-        self.results.append(result)
-        self.statuses[result.status.value] += 1
+        self.attempts += 1
+        self.by_episode[(result.domain, result.task_id, result.sample)] = result
+
+    @property
+    def results(self) -> list[EpisodeResult]:
+        return list(self.by_episode.values())
+
+    @property
+    def statuses(self) -> Counter[str]:
+        return Counter(r.status.value for r in self.by_episode.values())
 
     @property
     def episodes(self) -> int:
@@ -101,6 +109,7 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "episodes": self.episodes,
+            "attempts": self.attempts,
             "statuses": dict(self.statuses),
             "mean_reward": self.mean_reward,
             "pass_hat_k": {str(k): v for k, v in self.pass_hat_k.items()},
