@@ -36,6 +36,7 @@ class EpisodeResult:
     reward_info: Mapping[str, Any] | None = None
     turns: int = 0
     tool_calls: int = 0
+    model_calls: int = 0
     duration_s: float = 0.0
     error: str | None = None
     error_type: str | None = None

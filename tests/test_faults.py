@@ -31,15 +31,18 @@ class FaultyBackend:
 
     name = "local"
 
-    def __init__(self, inner: LocalBackend, crash_rate: float, seed: int) -> None:
+    def __init__(
+        self, inner: LocalBackend, crash_rate: float, seed: int, sites: tuple[str, ...] = ("open", "tool call")
+    ) -> None:
         self.inner = inner
         self.crash_rate = crash_rate
+        self.sites = sites
         self.rng = random.Random(seed)
         self.open_sessions = 0
         self.injected = 0
 
     def _maybe_crash(self, where: str) -> None:
-        if self.rng.random() < self.crash_rate:
+        if where in self.sites and self.rng.random() < self.crash_rate:
             self.injected += 1
             raise EnvError(f"injected environment crash in {where}")
 
@@ -174,3 +177,24 @@ async def test_slow_sink_loses_nothing_and_never_stalls_the_loop(tmp_path: Path)
     [run_end] = [e for e in written if e["event"] == "run_end"]
     # The writer thread sleeps 20 ms per batch; had it run on the loop, lag would show it.
     assert run_end["loop_lag_s"]["samples"] > 0
+
+
+async def test_env_crash_after_real_model_requests_is_not_replayed() -> None:
+    from engine.config import Endpoint
+    from engine.policies.oracle import oracle_model
+
+    sink = MemorySink()
+    endpoint = Endpoint(base_url="http://127.0.0.1:9/v1")
+    specs = plan_episodes(domain="telecom", limit=6, policy=PolicyConfig(name="openai", endpoint=endpoint))
+    config = EngineConfig(concurrency=6)
+    backend = FaultyBackend(LocalBackend(anyio.CapacityLimiter(2)), 1.0, 0, sites=("tool call",))
+    engine = Engine(
+        config,
+        EventLog(config.run_id, [sink]),
+        backend=backend,
+        model_factory=lambda spec, task: oracle_model(task, solo_mode=spec.solo_mode),
+    )
+    summary = await engine.run(specs)
+    assert summary.statuses == {"infra_error": 6}
+    assert sink.named("retry") == [] and summary.attempts == 6
+    assert all(r.model_calls == 1 for r in summary.results)
