@@ -8,6 +8,7 @@ around its episodes, whatever ends it.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -17,23 +18,49 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from engine.config import EngineConfig, EpisodeSpec
+from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec
 from engine.envs.base import EnvBackend
 from engine.envs.local import LocalBackend
 from engine.episode import EpisodeRuntime, run_episode
-from engine.errors import ConfigError
-from engine.events import EventLog
+from engine.errors import ConfigError, EnvError
+from engine.events import EventLog, episode_context
 from engine.loop_lag import LoopLagMonitor, peak_rss_mb
 from engine.policies.factory import make_model
-from engine.results import EpisodeResult, RunSummary
+from engine.results import EpisodeResult, RunSummary, Status
 
 VERSION = "0.1.0"
 
 
-def make_backend(config: EngineConfig, cpu: anyio.CapacityLimiter) -> EnvBackend:
+def make_backend(
+    config: EngineConfig, cpu: anyio.CapacityLimiter, events: EventLog | None = None
+) -> EnvBackend:
     if config.backend == "local":
         return LocalBackend(cpu)
-    raise ConfigError.choice("backend", config.backend, ("local",))
+    if config.backend == "aenv-local":
+        from engine.envs.aenv_local import AenvLocalBackend
+
+        return AenvLocalBackend(config.env_slots, config.aenv, events)
+    if config.backend == "aenv":
+        from engine.envs.aenv_remote import AenvBackend
+
+        return AenvBackend(config.aenv, events)
+    raise ConfigError.choice("backend", config.backend, ("aenv", "aenv-local", "local"))
+
+
+EPISODE_RETRY_BACKOFF_S = 0.5
+
+
+def _retryable(result: EpisodeResult) -> bool:
+    """A first attempt that ended infra_error because its environment failed, and lost
+    nothing non-idempotent: the environment is discarded anyway, and model requests are
+    only replayable for scripted policies (a recording proxy such as AReaL's would see a
+    real model's requests twice)."""
+    return (
+        result.status is Status.INFRA_ERROR
+        and result.error_type == EnvError.__name__
+        and result.attempt == 0
+        and (result.policy in OFFLINE_POLICIES or result.model_calls == 0)
+    )
 
 
 class Engine:
@@ -50,7 +77,7 @@ class Engine:
         self.config = config
         self.events = events or EventLog(config.run_id)
         self.cpu_limiter = anyio.CapacityLimiter(config.cpu_workers)
-        self.backend = backend or make_backend(config, self.cpu_limiter)
+        self.backend = backend or make_backend(config, self.cpu_limiter, self.events)
         self.runtime = EpisodeRuntime(
             events=self.events,
             backend=self.backend,
@@ -89,6 +116,25 @@ class Engine:
         async with send:
             try:
                 result = await run_episode(spec, self.runtime)
+                if _retryable(result):  # a dead environment: once more, on a fresh one
+                    backoff = EPISODE_RETRY_BACKOFF_S * random.uniform(0.5, 1.5)
+                    with episode_context(
+                        episode_id=result.episode_id,
+                        domain=spec.domain,
+                        task_id=spec.task_id,
+                        sample=spec.sample,
+                        attempt=0,
+                    ):
+                        self.events.emit(
+                            "retry",
+                            attempt=0,
+                            error_type=result.error_type,
+                            error=result.error,
+                            backoff_s=backoff,
+                            scope="episode",
+                        )
+                    await anyio.sleep(backoff)
+                    result = await run_episode(spec, self.runtime, attempt=1)
             finally:
                 self.episode_slots.release()
             await send.send(result)
@@ -121,6 +167,7 @@ class Engine:
                 tg.cancel_scope.cancel()
             interrupted = False
         finally:
+            await self.aclose()
             summary.duration_s = time.perf_counter() - started
             self.events.emit(
                 "run_end",

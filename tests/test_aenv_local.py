@@ -1,0 +1,122 @@
+"""The aenv-local backend: a pool of real `tau2-engine serve-env` servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import plan_episodes
+from tests.aenv_helpers import CLI, servers_of, wait_until_gone
+from tests.helpers import assert_event_invariants, by_episode, run_specs
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip().endswith("}")]
+
+
+def addresses_of(events: list[dict[str, Any]]) -> set[str]:
+    return {e["address"] for e in events if e["event"] == "env_acquire"}
+
+
+def start_run(events: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "run", "--backend", "aenv-local", "--events", str(events), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for(events: Path, proc: subprocess.Popen[str], name: str, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while sum(e["event"] == name for e in read_events(events)) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no {count} {name} events"
+        time.sleep(0.05)
+
+
+def test_cli_telecom_sixteen_episodes_all_complete_at_reward_one(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = start_run(events, "--domain", "telecom", "--limit", "16", "--concurrency", "4")
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    records = read_events(events)
+    assert_event_invariants(records)
+    ends = [e for e in records if e["event"] == "episode_end"]
+    assert len(ends) == 16
+    assert {(e["status"], e["reward"]) for e in ends} == {("completed", 1.0)}
+    acquires = [e for e in records if e["event"] == "env_acquire"]
+    assert len(acquires) == 16 and all(e["latency_s"] >= 0 for e in acquires)
+    assert len(addresses_of(records)) <= 4  # the pool: servers are reused across episodes
+    assert sum(e["event"] == "env_release" for e in records) == 16
+    assert {e["name"] for e in records if e["event"] == "tool_call"}.isdisjoint(
+        {n for n in (e.get("name", "") for e in records) if "/" in n})
+    wait_until_gone(proc.pid, addresses_of(records))
+
+
+@pytest.mark.anyio
+async def test_retail_non_solo_through_send_message_matches_local_backend() -> None:
+    specs = plan_episodes(domain="retail", limit=3, solo_mode=False)
+    local, local_sink = await run_specs(specs, concurrency=1)
+    aenv, aenv_sink = await run_specs(specs, concurrency=1, backend="aenv-local")
+    assert aenv.statuses == local.statuses == Counter({"completed": 3})
+    assert_event_invariants(aenv_sink.events)
+
+    def trajectory(sink: Any) -> dict[str, list[tuple[Any, ...]]]:
+        out = {}
+        for episode in by_episode(sink.events).values():
+            steps = [(e["event"], e.get("role"), e.get("content"), e.get("name"),
+                      e.get("result"), e.get("error"))
+                     for e in episode if e["event"] in ("turn", "tool_call")]
+            reward = next(e["reward"] for e in episode if e["event"] == "reward")
+            out[episode[0]["task_id"]] = [*steps, ("reward", reward)]
+        return out
+
+    assert trajectory(aenv_sink) == trajectory(local_sink)
+    assert any(e["role"] == "user" for e in aenv_sink.named("turn"))
+    assert [e["reward"] for e in aenv_sink.named("reward")] == [1.0, 1.0, 1.0]
+    wait_until_gone(os.getpid(), addresses_of(aenv_sink.events))
+
+
+def test_killed_server_mid_run_is_retried_and_nothing_survives(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = start_run(events, "--domain", "telecom", "--limit", "8", "--concurrency", "2",
+                     "--latency-ms", "40")
+    wait_for(events, proc, "tool_call", 3)
+    victims = servers_of(proc.pid)
+    assert victims
+    os.kill(victims[0].pid, signal.SIGKILL)  # kill -9, mid-episode
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    records = read_events(events)
+    assert_event_invariants(records)
+    retries = [e for e in records if e["event"] == "retry" and e["scope"] == "episode"]
+    assert len(retries) >= 1 and retries[0]["error_type"] == "EnvError"
+    final = {(e["task_id"], e["sample"]): e for e in records if e["event"] == "episode_end"}
+    assert len(final) == 8  # the last attempt of each episode
+    completed = [e for e in final.values() if e["status"] == "completed"]
+    assert len(completed) >= 7
+    assert all(e["reward"] == 1.0 for e in completed)
+    wait_until_gone(proc.pid, addresses_of(records))
+
+
+def test_ctrl_c_stops_every_server_and_ends_every_episode(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = start_run(events, "--domain", "telecom", "--limit", "4", "--concurrency", "1",
+                     "--latency-ms", "40")
+    wait_for(events, proc, "tool_call", 2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    records = read_events(events)
+    assert_event_invariants(records)
+    assert records[-1]["event"] == "run_end" and records[-1]["interrupted"] is True
+    wait_until_gone(proc.pid, addresses_of(records))

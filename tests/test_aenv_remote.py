@@ -1,0 +1,132 @@
+"""The `aenv` backend (remote AEnvironment) and the server's tool fidelity, through the real
+aenv client pointed at a local `tau2-engine serve-env` with DUMMY_INSTANCE_IP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from aenv import Environment
+from engine import catalog
+from engine.config import AenvConfig, EngineConfig, plan_episodes
+from engine.envs.aenv_remote import AenvBackend
+from engine.envs.local import build_environment, system_prompt, tool_schemas
+from engine.errors import EnvError
+from engine.events import EventLog, MemorySink
+from tests.aenv_helpers import serve_env
+from tests.helpers import assert_event_invariants, run_specs
+
+SOLO_TASK = plan_episodes(domain="telecom", limit=1)[0]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serve_env() as address:
+        yield address
+
+
+@pytest.fixture
+def dummy(server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DUMMY_INSTANCE_IP", server)
+    return server
+
+
+@pytest.mark.anyio
+async def test_tools_prompt_and_tool_errors_are_tau2s_own(dummy: str) -> None:
+    env = Environment("tau2-env@1.0.0")
+    try:
+        await env.call_function("tau2_reset", {"domain": SOLO_TASK.domain,
+                                               "task_id": SOLO_TASK.task_id})
+        task = catalog.get_task(SOLO_TASK.domain, SOLO_TASK.task_id)
+        local = build_environment(SOLO_TASK, task)
+        listed = await env.list_tools()
+        assert all(t["name"].startswith("tau2-env@1.0.0/") for t in listed)
+        served = [(t["name"].split("/", 1)[1], t["description"], t["inputSchema"]) for t in listed]
+        expected = tool_schemas(local, solo_mode=True)
+        assert served == [(s.name, s.description, s.parameters) for s in expected]
+        prompt = await env.call_function("tau2_get_system_prompt", {})
+        assert prompt == system_prompt(task, local.get_policy(), solo_mode=True)
+        bad = await env.call_tool(expected[0].name, {"no_such_argument": 1})
+        assert bad.is_error
+        from tau2.data_model.message import ToolCall
+
+        reference = local.get_response(ToolCall(id="x", name=expected[0].name,
+                                                arguments={"no_such_argument": 1}))
+        assert bad.content[0]["text"] == reference.content and reference.error
+    finally:
+        await env.release()
+
+
+@pytest.mark.anyio
+async def test_remote_backend_runs_episodes_through_the_real_client(dummy: str) -> None:
+    specs = plan_episodes(domain="telecom", limit=2)
+    summary, sink = await run_specs(specs, concurrency=1, backend="aenv")
+    assert summary.statuses == {"completed": 2} and summary.mean_reward == 1.0
+    assert_event_invariants(sink.events)
+    assert len(sink.named("env_acquire")) == len(sink.named("env_release")) == 2
+    assert all(e["latency_s"] >= 0 for e in sink.named("env_release"))
+
+
+@pytest.mark.anyio
+async def test_release_runs_when_the_episode_is_cancelled(
+    dummy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[str] = []
+    original = Environment.release
+
+    async def release(self: Environment) -> None:
+        released.append(self.env_name)
+        await original(self)
+
+    monkeypatch.setattr(Environment, "release", release)
+    spec = replace(SOLO_TASK, timeout_s=1.0,
+                   policy=replace(SOLO_TASK.policy, latency_ms=5000))
+    summary, sink = await run_specs([spec], concurrency=1, backend="aenv")
+    assert summary.statuses == {"timeout": 1}
+    assert released == ["tau2-env@1.0.0"]
+    assert len(sink.named("env_release")) == 1
+
+
+class FlakyEnvironment:
+    """Fails to start `failures` times (a scheduler with no capacity), then works."""
+
+    failures = 2
+    created: list[FlakyEnvironment] = []
+
+    def __init__(self) -> None:
+        self.created.append(self)
+
+    async def initialize(self) -> bool:
+        if len(self.created) <= self.failures:
+            raise RuntimeError("no capacity")
+        return True
+
+
+@pytest.mark.anyio
+async def test_env_creation_is_retried_with_backoff_and_retry_events() -> None:
+    sink = MemorySink()
+    config = AenvConfig(create_attempts=3, create_backoff_s=0.01)
+    backend = AenvBackend(config, EventLog("r", [sink]))
+    FlakyEnvironment.created = []
+    backend._environment = lambda spec: FlakyEnvironment()  # type: ignore[assignment,method-assign,return-value]
+    env: Any = await backend._create(SOLO_TASK)
+    assert env is FlakyEnvironment.created[-1] and len(FlakyEnvironment.created) == 3
+    retries = sink.named("retry")
+    assert [(e["scope"], e["attempt"]) for e in retries] == [("env_create", 0), ("env_create", 1)]
+    assert all(0 < e["backoff_s"] <= 0.04 for e in retries)
+    FlakyEnvironment.created = []
+    FlakyEnvironment.failures = 5
+    with pytest.raises(EnvError, match="after 3 attempts"):
+        await backend._create(SOLO_TASK)
+
+
+def test_engine_config_builds_aenv_backends() -> None:
+    from engine.engine import make_backend
+
+    cfg = EngineConfig(backend="aenv", aenv=AenvConfig(env_name="tau2-env@2.0.0", ttl="5m"))
+    backend = make_backend(cfg, None)  # type: ignore[arg-type]
+    assert backend.name == "aenv" and backend.config.ttl == "5m"  # type: ignore[attr-defined]
+    assert make_backend(replace(cfg, backend="aenv-local"), None).name == "aenv-local"  # type: ignore[arg-type]
