@@ -25,7 +25,7 @@ from engine.episode import EpisodeRuntime, run_episode
 from engine.errors import ConfigError, EnvError
 from engine.events import EventLog, episode_context
 from engine.loop_lag import LoopLagMonitor, peak_rss_mb
-from engine.policies.factory import make_model
+from engine.policies.factory import ModelFactory
 from engine.results import EpisodeResult, RunSummary, Status
 
 VERSION = "0.1.0"
@@ -72,7 +72,7 @@ class Engine:
         events: EventLog | None = None,
         *,
         backend: EnvBackend | None = None,
-        model_factory: Callable[..., Any] = make_model,
+        model_factory: Callable[..., Any] | None = None,
     ) -> None:
         self.config = config
         self.events = events or EventLog(config.run_id)
@@ -83,7 +83,7 @@ class Engine:
             backend=self.backend,
             env_limiter=anyio.CapacityLimiter(config.env_slots),
             model_limiter=anyio.CapacityLimiter(config.model_slots),
-            make_model=model_factory,
+            make_model=model_factory or ModelFactory(config.model_slots),
             backend_name=config.backend,
         )
         self.episode_slots = anyio.Semaphore(config.concurrency)

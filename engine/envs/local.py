@@ -17,6 +17,7 @@ from engine.envs.base import Score, ToolSchema
 from engine.errors import ConfigError, EnvError
 from engine.trajectory import DONE_TOOL, now
 from engine.users.base import UserSimulator
+from engine.users.llm import LLMUser
 from engine.users.scripted import ScriptedUser
 
 if TYPE_CHECKING:
@@ -100,10 +101,25 @@ def score_trajectory(
     return Score(reward=float(info.reward), reward_info=info.model_dump(mode="json"))
 
 
-def make_user(config: UserConfig, task: Task, run_tool: Any) -> UserSimulator:
+def user_tool_schemas(env: Environment) -> list[dict[str, Any]] | None:
+    """The user's tools as OpenAI tool schemas (None when the domain gives the user none)."""
+    if env.user_tools is None:
+        return None
+    return [tool.openai_schema for tool in env.get_user_tools()] or None
+
+
+def make_user(config: UserConfig, task: Task, run_tool: Any, *,
+              user_tools: list[dict[str, Any]] | None = None, seed: int | None = None,
+              ) -> UserSimulator:
     if config.kind == "scripted":
         return ScriptedUser(task, run_tool)
-    raise ConfigError.choice("user", config.kind, ("scripted",))
+    if config.kind == "llm":
+        if config.endpoint is None:
+            raise ConfigError(
+                "user 'llm' needs an endpoint: set TAU2_USER_LLM and TAU2_USER_LLM_API_BASE"
+            )
+        return LLMUser(config.endpoint, task, run_tool, tools=user_tools, seed=seed)
+    raise ConfigError.choice("user", config.kind, ("llm", "scripted"))
 
 
 class LocalSession:
@@ -119,7 +135,10 @@ class LocalSession:
         self.tools = tool_schemas(env, solo_mode=spec.solo_mode)
         self.history = history_of(task)
         self.user: UserSimulator | None = (
-            None if spec.solo_mode else make_user(spec.user, task, self._run_user_tool)
+            None if spec.solo_mode else make_user(
+                spec.user, task, self._run_user_tool,
+                user_tools=user_tool_schemas(env), seed=spec.seed,
+            )
         )
 
     def _run_user_tool(self, call: ToolCall) -> ToolMessage:

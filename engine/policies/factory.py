@@ -6,17 +6,36 @@ from typing import TYPE_CHECKING
 
 from agents import Model
 
-from engine.config import OFFLINE_POLICIES, EpisodeSpec
+from engine.config import POLICIES, EpisodeSpec
 from engine.errors import ConfigError
 from engine.policies.noisy import noisy_oracle_model
+from engine.policies.openai import OpenAIPolicy
 from engine.policies.oracle import oracle_model
 
 if TYPE_CHECKING:
     from tau2.data_model.tasks import Task
 
 
+class ModelFactory:
+    """The engine's model factory: `factory(spec, task) -> Model`. `model_slots` sizes the
+    connection pool of the openai policy to the engine's model-call limiter."""
+
+    def __init__(self, model_slots: int = 256) -> None:
+        self.openai = OpenAIPolicy(max_connections=model_slots)
+
+    def __call__(self, spec: EpisodeSpec, task: Task) -> Model:
+        if spec.policy.name == "openai":
+            return self.openai.model(spec)
+        return make_model(spec, task)
+
+
+_default_openai = OpenAIPolicy()
+
+
 def make_model(spec: EpisodeSpec, task: Task) -> Model:
     policy = spec.policy
+    if policy.name == "openai":
+        return _default_openai.model(spec)
     latency_s = policy.latency_ms / 1000.0
     if policy.name == "oracle":
         return oracle_model(task, solo_mode=spec.solo_mode, latency_s=latency_s)
@@ -30,4 +49,4 @@ def make_model(spec: EpisodeSpec, task: Task) -> Model:
             sample=spec.sample,
             latency_s=latency_s,
         )
-    raise ConfigError.choice("policy", policy.name, OFFLINE_POLICIES)
+    raise ConfigError.choice("policy", policy.name, POLICIES)

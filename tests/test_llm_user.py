@@ -1,0 +1,132 @@
+"""The LLM user simulator against a real local OpenAI-compatible HTTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+from engine.config import (
+    Endpoint,
+    EngineConfig,
+    EpisodeSpec,
+    PolicyConfig,
+    UserConfig,
+    user_from_env,
+)
+from engine.engine import Engine
+from engine.events import EventLog, MemorySink, read_events
+from engine.results import EpisodeResult
+from engine.trajectory import rescore
+from tests.fake_openai_server import (
+    FakeOpenAI,
+    Fault,
+    distinct_ticket_tasks,
+    gold_agent,
+    scripted_user,
+)
+
+TASK = distinct_ticket_tasks("telecom")[4]  # three user-side gold actions
+USER_KEY = "user-secret"
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    with (
+        FakeOpenAI(gold_agent([TASK], solo_mode=False)).running() as agent,
+        FakeOpenAI(scripted_user(TASK)).running() as user,
+    ):
+        yield agent, user
+
+
+@pytest.fixture(autouse=True)
+def fresh(servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    for srv in servers:
+        srv.requests.clear()
+        srv.faults.clear()
+
+
+def spec(agent: FakeOpenAI, user: FakeOpenAI) -> EpisodeSpec:
+    return EpisodeSpec(
+        domain="telecom",
+        task_id=TASK.id,
+        solo_mode=False,
+        policy=PolicyConfig(name="openai", endpoint=Endpoint(base_url=agent.base_url)),
+        user=UserConfig(kind="llm", endpoint=Endpoint(
+            base_url=user.base_url, api_key=USER_KEY, model="user-m", backoff_s=0.01)),
+    )
+
+
+async def run_one(s: EpisodeSpec) -> tuple[EpisodeResult, MemorySink]:
+    sink = MemorySink()
+    cfg = EngineConfig(concurrency=2)
+    engine = Engine(cfg, EventLog(cfg.run_id, [sink]))
+    try:
+        result = await engine.run_one(s)
+    finally:
+        await engine.aclose()
+    return result, sink
+
+
+@pytest.mark.anyio
+async def test_llm_user_follows_tau2_guidelines_and_tools_to_reward_1(
+    servers: tuple[FakeOpenAI, FakeOpenAI],
+) -> None:
+    from tau2.user.user_simulator import get_global_user_sim_guidelines
+
+    agent, user = servers
+    result, sink = await run_one(spec(agent, user))
+    assert (result.status.value, result.reward, result.termination_reason) == (
+        "completed", 1.0, "user_stop")
+    first = user.requests[0]
+    assert first.headers["authorization"] == f"Bearer {USER_KEY}"
+    system = first.body["messages"][0]
+    assert system["role"] == "system"
+    assert get_global_user_sim_guidelines(use_tools=True) in system["content"]
+    assert str(TASK.user_scenario) in system["content"]
+    tools = {t["function"]["name"] for t in first.body["tools"]}
+    assert {"toggle_airplane_mode", "reboot_device", "reset_apn_settings"} <= tools
+    assert (first.body["model"], first.body["temperature"]) == ("user-m", 0.0)
+    user_turns = [e for e in sink.named("turn") if e["role"] == "user"]
+    assert len(user_turns) == len(user.requests)
+    for turn in user_turns:
+        assert turn["latency_s"] > 0 and turn["usage"]["total_tokens"] > 0
+        assert turn["model"] == "user-m"
+    assert user_turns[-1]["content"] == "###STOP###" and user_turns[-1]["stop"]
+    user_tools = [e for e in sink.named("tool_call") if e["requestor"] == "user"]
+    assert [e["name"] for e in user_tools] == [
+        a.name for a in TASK.evaluation_criteria.actions if a.requestor == "user"]
+    assert not any(e["error"] for e in user_tools)
+    assert rescore(sink.events, domain="telecom", task_id=TASK.id, solo_mode=False) == 1.0
+
+
+@pytest.mark.anyio
+async def test_llm_user_endpoint_faults_are_retried(servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    agent, user = servers
+    user.inject(Fault(status=503), Fault(status=429))
+    result, _ = await run_one(spec(agent, user))
+    assert result.status.value == "completed" and result.reward == 1.0
+    # the user's first request, answered 503, 429, then 200: the same request three times
+    assert user.requests[0].body == user.requests[1].body == user.requests[2].body
+
+
+def test_cli_user_llm_from_environment(
+    servers: tuple[FakeOpenAI, FakeOpenAI], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    agent, user = servers
+    monkeypatch.setenv("TAU2_USER_LLM", "user-env-m")
+    monkeypatch.setenv("TAU2_USER_LLM_API_BASE", user.base_url)
+    monkeypatch.setenv("TAU2_USER_LLM_API_KEY", "env-user-key")
+    assert user_from_env().kind == "llm"
+    events = tmp_path / "events.jsonl"
+    code = main(["run", "--domain", "telecom", "--task-id", TASK.id, "--solo", "off",
+                 "--user", "llm", "--policy", "openai", "--base-url", agent.base_url,
+                 "--api-key", "k", "--events", str(events)])
+    assert code == 0
+    ends: list[dict[str, Any]] = [e for e in read_events(events) if e["event"] == "episode_end"]
+    assert [(e["status"], e["reward"]) for e in ends] == [("completed", 1.0)]
+    assert {r.headers["authorization"] for r in user.requests} == {"Bearer env-user-key"}
+    assert {r.body["model"] for r in user.requests} == {"user-env-m"}

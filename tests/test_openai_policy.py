@@ -1,0 +1,186 @@
+"""The `openai` policy against a real local OpenAI-compatible HTTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from engine.config import Endpoint, EngineConfig, EpisodeSpec, PolicyConfig, Sampling
+from engine.engine import Engine
+from engine.envs.local import build_environment, tool_schemas
+from engine.events import EventLog, MemorySink
+from engine.policies.factory import ModelFactory
+from engine.results import EpisodeResult
+from engine.trajectory import MALFORMED_ARGUMENTS, rescore
+from tests.fake_openai_server import FakeOpenAI, Fault, distinct_ticket_tasks, gold_agent
+
+TASKS = distinct_ticket_tasks("telecom")
+TASK = TASKS[0]
+KEY = "sk-run-key"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(gold_agent(TASKS, solo_mode=True)).running() as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def fresh(server: FakeOpenAI) -> None:
+    server.requests.clear()
+    server.faults.clear()
+
+
+def spec(server: FakeOpenAI, task: Any = TASK, *, sampling: Sampling | None = None,
+         **endpoint: Any) -> EpisodeSpec:
+    options: dict[str, Any] = {"timeout_s": 5.0, "backoff_s": 0.01, **endpoint}
+    return EpisodeSpec(
+        domain="telecom",
+        task_id=task.id,
+        solo_mode=True,
+        policy=PolicyConfig(
+            name="openai",
+            endpoint=Endpoint(base_url=server.base_url, api_key=KEY, model="policy-m", **options),
+            sampling=sampling or Sampling(),
+        ),
+    )
+
+
+async def run(*specs: EpisodeSpec, **config: Any) -> tuple[list[EpisodeResult], MemorySink]:
+    sink = MemorySink()
+    cfg = EngineConfig(concurrency=8, **config)
+    engine = Engine(cfg, EventLog(cfg.run_id, [sink]))
+    results: list[EpisodeResult] = []
+    try:
+        await engine.run(specs, results.append)
+    finally:
+        await engine.aclose()
+    return results, sink
+
+
+def episode_events(sink: MemorySink, result: EpisodeResult) -> list[dict[str, Any]]:
+    return [e for e in sink.events if e.get("episode_id") == result.episode_id]
+
+
+@pytest.mark.anyio
+async def test_gold_actions_reach_reward_1_with_key_sampling_and_usage_on_the_wire(
+    server: FakeOpenAI,
+) -> None:
+    sampling = Sampling(temperature=0.5, top_p=0.9, max_tokens=321, seed=11)
+    results, sink = await run(*(spec(server, t, sampling=sampling) for t in TASKS[:4]))
+    assert [r.status.value for r in results] == ["completed"] * 4
+    assert all(r.reward == 1.0 and isinstance(r.reward, float) for r in results)
+    assert server.requests
+    for req in server.requests:
+        assert req.headers["authorization"] == f"Bearer {KEY}"
+        body = req.body
+        assert (body["model"], body["temperature"], body["top_p"]) == ("policy-m", 0.5, 0.9)
+        assert (body["max_tokens"], body["seed"]) == (321, 11)
+    turns = sink.named("turn")
+    assert len(turns) == len(server.requests)
+    for turn in turns:
+        assert turn["usage"]["total_tokens"] > 0 and turn["usage"]["input_tokens"] > 0
+        assert turn["latency_s"] > 0 and turn["model"] == "policy-m"
+
+
+@pytest.mark.anyio
+async def test_tools_on_the_wire_are_tau2_names_and_schemas(server: FakeOpenAI) -> None:
+    results, _ = await run(spec(server))
+    assert results[0].reward == 1.0
+    env = build_environment(spec(server), TASK)
+    expected = {s.name: s.parameters for s in tool_schemas(env, solo_mode=True)}
+    offered = {t["function"]["name"]: t["function"]["parameters"]
+               for t in server.requests[0].body["tools"]}
+    assert offered.keys() == expected.keys()
+    for name, params in expected.items():
+        assert offered[name]["properties"] == params["properties"], name
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("fault", "error_type"),
+    [
+        (Fault(status=429), "RateLimitError"),
+        (Fault(status=500), "InternalServerError"),
+        (Fault(status=503), "InternalServerError"),
+        (Fault(delay_s=1.5), "APITimeoutError"),
+    ],
+    ids=["429", "500", "503", "timeout"],
+)
+async def test_transient_faults_are_retried_and_recorded(
+    server: FakeOpenAI, fault: Fault, error_type: str
+) -> None:
+    server.inject(fault, fault)
+    results, sink = await run(spec(server, timeout_s=0.4))
+    assert results[0].status.value == "completed" and results[0].reward == 1.0
+    retries = sink.named("retry")
+    assert [(r["attempt"], r["scope"], r["error_type"]) for r in retries] == [
+        (0, "model_call", error_type), (1, "model_call", error_type)]
+    assert all(r["backoff_s"] > 0 and r["episode_id"] == results[0].episode_id for r in retries)
+
+
+@pytest.mark.anyio
+async def test_faults_past_the_retry_budget_end_the_episode_infra_error(server: FakeOpenAI) -> None:
+    server.inject(Fault(status=502), Fault(status=502), Fault(status=502))
+    results, sink = await run(spec(server, max_retries=2))
+    result = results[0]
+    assert (result.status.value, result.error_type, result.reward) == ("infra_error", "ModelError", 0.0)
+    assert "3 attempts" in (result.error or "")
+    assert len(sink.named("retry")) == 2
+    assert len(sink.named("episode_end")) == 1
+
+
+@pytest.mark.anyio
+async def test_non_transient_errors_are_not_retried(server: FakeOpenAI) -> None:
+    server.inject(Fault(status=401))
+    results, sink = await run(spec(server))
+    assert results[0].status.value == "infra_error"
+    assert sink.named("retry") == [] and len(server.requests) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("fault", "expected_error"),
+    [
+        (Fault(malformed_args=True), "unexpected keyword argument 'malformed_json_arguments'"),
+        (Fault(unknown_tool=True), "Tool 'frobnicate_widget' not found"),
+    ],
+    ids=["malformed-json", "unknown-tool"],
+)
+async def test_bad_tool_calls_are_answered_as_tool_errors_and_rescoring_agrees(
+    server: FakeOpenAI, fault: Fault, expected_error: str
+) -> None:
+    server.inject(Fault(), fault)  # the second model call goes wrong
+    results, sink = await run(spec(server))
+    result = results[0]
+    assert result.status.value == "completed" and result.reward == 1.0
+    events = episode_events(sink, result)
+    errors = [e for e in sink.named("tool_call") if e["error"]]
+    assert len(errors) == 1 and expected_error in errors[0]["result"]
+    if fault.malformed_args:
+        assert errors[0]["arguments"] == {MALFORMED_ARGUMENTS: '{"phone_number": "555'}
+    # the model saw the error as the tool message of its call
+    seen = [m for req in server.requests for m in req.body["messages"] if m["role"] == "tool"]
+    assert any(expected_error in m["content"] for m in seen)
+    assert rescore(events, domain="telecom", task_id=TASK.id, solo_mode=True) == result.reward
+
+
+def test_one_connection_pool_per_loop_sized_to_the_model_slots() -> None:
+    import anyio
+
+    async def clients() -> tuple[Any, Any, Any]:
+        factory = ModelFactory(model_slots=7)
+        pool = factory.openai.pools.pool()
+        a = pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k1"))
+        b = pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k2"))
+        same = factory.openai.pools.pool()
+        await pool.aclose()
+        return a, b, same is pool
+
+    a, b, same = anyio.run(clients)
+    assert same
+    assert (a.api_key, b.api_key, a.max_retries, b.max_retries) == ("k1", "k2", 0, 0)
+    assert a._client is b._client  # one httpx pool shared by both session keys
+    assert a._client._transport._pool._max_connections == 7
