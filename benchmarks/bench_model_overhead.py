@@ -1,0 +1,112 @@
+"""Engine overhead per model call against a local zero-latency OpenAI-compatible endpoint.
+
+Runs telecom solo episodes with the `openai` policy against the test suite's fake server
+(gold actions, no injected latency), records every request the engine sent, then replays
+the very same request bodies with a bare `AsyncOpenAI` client at the same concurrency.
+Side by side, per model call:
+
+- `raw_ms`: bare client round trip (HTTP + JSON, the floor any client pays);
+- `turn_ms`: the engine's `turn.latency_s` (Agents SDK request building and parsing);
+- `episode_ms`: episode wall time / model calls (everything: SDK runner, tools, events,
+  environment setup and scoring amortised);
+- `overhead_ms` = episode_ms - raw_ms, and the ratio episode_ms / raw_ms.
+
+Usage: python benchmarks/bench_model_overhead.py [--episodes N] [--concurrency C ...]
+Prints one JSON line per concurrency level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import anyio  # noqa: E402
+from openai import AsyncOpenAI  # noqa: E402
+
+from engine import tau2lib  # noqa: E402
+from engine.config import Endpoint, EngineConfig, EpisodeSpec, PolicyConfig  # noqa: E402
+from engine.engine import Engine  # noqa: E402
+from engine.events import EventLog, MemorySink  # noqa: E402
+from tests.fake_openai_server import FakeOpenAI, distinct_ticket_tasks, gold_agent  # noqa: E402
+
+
+async def engine_run(specs: list[EpisodeSpec], concurrency: int) -> tuple[float, MemorySink]:
+    sink = MemorySink()
+    config = EngineConfig(concurrency=concurrency)
+    engine = Engine(config, EventLog(config.run_id, [sink]))
+    started = time.perf_counter()
+    try:
+        summary = await engine.run(specs)
+    finally:
+        await engine.aclose()
+    assert summary.mean_reward == 1.0, summary.as_dict()
+    return time.perf_counter() - started, sink
+
+
+async def raw_replay(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> float:
+    client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(body: dict[str, Any]) -> None:
+        async with limiter:
+            await client.chat.completions.create(**body)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for body in bodies:
+            tg.start_soon(one, body)
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--episodes", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+    tau2lib.load()
+    tasks = distinct_ticket_tasks("telecom")
+    server = FakeOpenAI(gold_agent(tasks, solo_mode=True))
+    with server.running():
+        endpoint = Endpoint(base_url=server.base_url, api_key="bench", model="bench")
+        specs = [
+            EpisodeSpec(domain="telecom", task_id=tasks[i % len(tasks)].id, sample=i,
+                        solo_mode=True, policy=PolicyConfig(name="openai", endpoint=endpoint))
+            for i in range(args.episodes)
+        ]
+        anyio.run(engine_run, specs[: len(tasks)], 4)  # warm-up: imports, caches, pools
+        for concurrency in args.concurrency:
+            server.requests.clear()
+            wall, sink = anyio.run(engine_run, specs, concurrency)
+            bodies = [dict(r.body) for r in server.requests]
+            calls = len(bodies)
+            raw = anyio.run(raw_replay, server.base_url, bodies, concurrency)
+            turns = [e["latency_s"] for e in sink.named("turn")]
+            raw_ms = raw / calls * 1000
+            episode_ms = wall / calls * 1000
+            print(json.dumps({
+                "bench": "model_overhead",
+                "episodes": args.episodes,
+                "concurrency": concurrency,
+                "model_calls": calls,
+                "raw_ms": round(raw_ms, 3),
+                "turn_ms": round(sum(turns) / len(turns) * 1000, 3),
+                "episode_ms": round(episode_ms, 3),
+                "overhead_ms": round(episode_ms - raw_ms, 3),
+                "ratio": round(episode_ms / raw_ms, 2),
+                "calls_per_s": round(calls / wall, 1),
+                "raw_calls_per_s": round(calls / raw, 1),
+            }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
