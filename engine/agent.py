@@ -66,6 +66,8 @@ class EpisodeState:
     tool_errors: int = 0
     turns: int = 0
     tool_calls: int = 0
+    model_calls: int = 0
+    """Requests sent to the policy model (not idempotent for a recording proxy such as AReaL's)."""
     stopped: bool = False
     skipped_calls: set[str] = field(default_factory=set)
     unknown_tool: Callable[[str], Tool] | None = None
@@ -162,6 +164,7 @@ class ObservedModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
         self.state.check_budget()
+        self.state.model_calls += 1
 
         async def attempt() -> tuple[ModelResponse, float]:
             async with self.limiter:

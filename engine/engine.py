@@ -88,13 +88,16 @@ class Engine:
         )
         self.episode_slots = anyio.Semaphore(config.concurrency)
         self.lag = LoopLagMonitor()
+        self.summary = RunSummary()
 
     async def run_one(self, spec: EpisodeSpec) -> EpisodeResult:
         async with self.episode_slots:
             return await run_episode(spec, self.runtime)
 
     @asynccontextmanager
-    async def stream(self, specs: Iterable[EpisodeSpec]) -> AsyncIterator[MemoryObjectReceiveStream[EpisodeResult]]:
+    async def stream(
+        self, specs: Iterable[EpisodeSpec]
+    ) -> AsyncIterator[MemoryObjectReceiveStream[EpisodeResult]]:
         """Start every episode (at most `concurrency` at once); yield a stream of results in
         completion order. Leaving the block early cancels what is still running."""
         send, receive = anyio.create_memory_object_stream[EpisodeResult](self.config.concurrency)
@@ -146,7 +149,7 @@ class Engine:
     ) -> RunSummary:
         """A whole run: run_start, every episode, run_end (also when cancelled)."""
         specs = list(specs)
-        summary = RunSummary()
+        summary = self.summary = RunSummary()
         self.events.emit(
             "run_start",
             config=asdict(self.config),
@@ -156,17 +159,19 @@ class Engine:
         )
         started = time.perf_counter()
         interrupted = True
+        # Every finished episode counts, also those ended by cancellation (never streamed).
+        self.runtime.observers.append(summary.add)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.lag.run)
                 async with self.stream(specs) as results:
                     async for result in results:
-                        summary.add(result)
                         if on_result is not None:
                             on_result(result)
                 tg.cancel_scope.cancel()
             interrupted = False
         finally:
+            self.runtime.observers.remove(summary.add)
             await self.aclose()
             summary.duration_s = time.perf_counter() - started
             self.events.emit(
