@@ -32,7 +32,11 @@ class FaultyBackend:
     name = "local"
 
     def __init__(
-        self, inner: LocalBackend, crash_rate: float, seed: int, sites: tuple[str, ...] = ("open", "tool call")
+        self,
+        inner: LocalBackend,
+        crash_rate: float,
+        seed: int,
+        sites: tuple[str, ...] = ("open", "tool call"),
     ) -> None:
         self.inner = inner
         self.crash_rate = crash_rate
@@ -89,8 +93,9 @@ class FlakyModelFactory:
         return model
 
 
-def _engine(sink: Any, *, crash_rate: float = 0.0, model_rate: float = 0.0, seed: int = 0,
-            concurrency: int = 16) -> tuple[Engine, FaultyBackend, FlakyModelFactory]:
+def _engine(
+    sink: Any, *, crash_rate: float = 0.0, model_rate: float = 0.0, seed: int = 0, concurrency: int = 16
+) -> tuple[Engine, FaultyBackend, FlakyModelFactory]:
     config = EngineConfig(concurrency=concurrency)
     cpu = anyio.CapacityLimiter(2)
     backend = FaultyBackend(LocalBackend(cpu), crash_rate, seed)
@@ -115,7 +120,9 @@ async def test_environment_crashes_end_infra_error_and_are_retried_on_a_fresh_en
     assert backend.injected > 0 and backend.open_sessions == 0
     assert _lost(events, specs) == 0 and summary.episodes == 40
     retries = [e for e in events if e["event"] == "retry"]
-    first_failures = [e for e in sink.named("episode_end") if e["status"] == "infra_error" and e["attempt"] == 0]
+    first_failures = [
+        e for e in sink.named("episode_end") if e["status"] == "infra_error" and e["attempt"] == 0
+    ]
     assert len(retries) == len(first_failures) > 0
     assert all(e["error_type"] == "EnvError" for e in first_failures)
     assert sum(summary.statuses.values()) == 40
@@ -142,7 +149,9 @@ async def test_model_failures_end_infra_error_never_agent_error() -> None:
 @pytest.mark.parametrize("seed", range(6))
 async def test_cancellation_at_a_random_point_closes_every_episode_and_environment(seed: int) -> None:
     sink = MemorySink()
-    specs = plan_episodes(domain="telecom", limit=24, policy=PolicyConfig(latency_ms=random.Random(seed).uniform(5, 40)))
+    specs = plan_episodes(
+        domain="telecom", limit=24, policy=PolicyConfig(latency_ms=random.Random(seed).uniform(5, 40))
+    )
     engine, backend, _ = _engine(sink, crash_rate=0.02, seed=seed, concurrency=8)
     with anyio.move_on_after(random.Random(seed).uniform(0.05, 0.6)):
         await engine.run(specs)
@@ -198,3 +207,48 @@ async def test_env_crash_after_real_model_requests_is_not_replayed() -> None:
     assert summary.statuses == {"infra_error": 6}
     assert sink.named("retry") == [] and summary.attempts == 6
     assert all(r.model_calls == 1 for r in summary.results)
+
+
+async def test_endpoint_fault_storm_loses_no_episode() -> None:
+    """5xx, 429, timeouts and latency spikes from a real HTTP endpoint, mixed at random."""
+    from engine.config import Endpoint
+    from tests.fake_openai_server import FakeOpenAI, Fault, distinct_ticket_tasks, gold_agent
+
+    tasks = distinct_ticket_tasks("telecom")
+    rng = random.Random(11)
+    menu = [
+        Fault(status=500),
+        Fault(status=503),
+        Fault(status=429),
+        Fault(delay_s=0.6),
+        Fault(delay_s=0.15),
+        Fault(),
+    ]
+    faults = [rng.choice(menu) for _ in range(60)]
+    with FakeOpenAI(gold_agent(tasks, solo_mode=True)).running() as server:
+        server.inject(*faults)
+        endpoint = Endpoint(
+            base_url=server.base_url, api_key="k", timeout_s=0.4, max_retries=3, backoff_s=0.01
+        )
+        specs = [
+            EpisodeSpec(
+                domain="telecom",
+                task_id=t.id,
+                sample=k,
+                policy=PolicyConfig(name="openai", endpoint=endpoint),
+            )
+            for t in tasks
+            for k in range(4)
+        ]
+        sink = MemorySink()
+        config = EngineConfig(concurrency=10)
+        engine = Engine(config, EventLog(config.run_id, [sink]))
+        summary = await engine.run(specs)
+    assert_event_invariants(sink.events)
+    injected = sum(f != Fault() for f in faults)
+    statuses = Counter(e["status"] for e in sink.named("episode_end"))
+    assert set(statuses) <= {"completed", "infra_error"} and statuses["completed"] > 0
+    assert sink.named("retry") and all(r["scope"] == "model_call" for r in sink.named("retry"))
+    assert _lost(sink.events, specs) == 0 and summary.episodes == len(specs)
+    assert all(r.reward == 1.0 for r in summary.results if r.status.value == "completed")
+    print(f"\nCOMPASS endpoint-storm: faults injected {injected} / episodes lost {_lost(sink.events, specs)}")
