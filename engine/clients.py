@@ -94,6 +94,12 @@ class LoopPools:
             weakref.WeakKeyDictionary()
         )
 
+    async def aclose(self) -> None:
+        """Close the running loop's pool (its connections belong to this loop)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
+
     def pool(self) -> ClientPool:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)

@@ -184,5 +184,9 @@ class Engine:
         return summary
 
     async def aclose(self) -> None:
+        """Release the backend and the run's model connections (shielded, bounded)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await self.backend.aclose()
+            close_models = getattr(self.runtime.make_model, "aclose", None)
+            if close_models is not None:
+                await close_models()

@@ -23,6 +23,9 @@ class ModelFactory:
     def __init__(self, model_slots: int = 256) -> None:
         self.openai = OpenAIPolicy(max_connections=model_slots)
 
+    async def aclose(self) -> None:
+        await self.openai.pools.aclose()
+
     def __call__(self, spec: EpisodeSpec, task: Task) -> Model:
         if spec.policy.name == "openai":
             return self.openai.model(spec)
