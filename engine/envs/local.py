@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from engine import catalog, tau2lib
+from engine import catalog, scoring
+from engine.envs import tau2_cache
 from engine.envs.base import Score, ToolSchema
 from engine.errors import ConfigError, EnvError
 from engine.trajectory import DONE_TOOL, now
@@ -50,7 +51,21 @@ def system_prompt(task: Task, policy: str, *, solo_mode: bool) -> str:
     )
 
 
+_schemas: dict[tuple[type, type, bool], tuple[ToolSchema, ...]] = {}
+
+
 def tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema]:
+    """The tools offered to the agent. They depend only on the toolkit classes, so they
+    are built once per (toolkits, solo_mode): tau2 builds each tool's pydantic schema anew
+    on every `get_tools()` call (~50 ms for telecom)."""
+    key = (type(env.tools), type(env.user_tools), solo_mode)
+    found = _schemas.get(key)
+    if found is None:
+        found = _schemas[key] = tuple(_build_tool_schemas(env, solo_mode=solo_mode))
+    return list(found)
+
+
+def _build_tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema]:
     tools = list(env.get_tools())
     if solo_mode and env.user_tools is not None:
         tools += env.get_user_tools()
@@ -65,8 +80,7 @@ def tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema]:
 
 def build_environment(spec: EpisodeSpec, task: Task) -> Environment:
     """A fresh environment in the task's initial state, exactly as tau2's orchestrator."""
-    registry = tau2lib.load().registry
-    env = registry.get_env_constructor(spec.domain)(solo_mode=spec.solo_mode)
+    env = tau2_cache.new_environment(spec.domain, solo_mode=spec.solo_mode)
     state = task.initial_state
     env.set_state(
         initialization_data=state.initialization_data if state else None,
@@ -84,9 +98,9 @@ def history_of(task: Task) -> list[Message]:
 def score_trajectory(
     spec: EpisodeSpec, task: Task, trajectory: Sequence[Message], termination: str
 ) -> Score:
-    """Stock tau2 `evaluate_simulation` on the trajectory."""
+    """tau2's `evaluate_simulation` on the trajectory (`engine.scoring`: same RewardInfo
+    as stock, computed with cached gold states and cheap environment copies)."""
     from tau2.data_model.simulation import SimulationRun
-    from tau2.evaluator.evaluator import EvaluationType, evaluate_simulation
 
     simulation = SimulationRun(
         id="episode",
@@ -94,10 +108,10 @@ def score_trajectory(
         start_time=now(),
         end_time=now(),
         duration=0.0,
-        termination_reason=termination,  # type: ignore[arg-type]
+        termination_reason=termination,
         messages=list(trajectory),
     )
-    info = evaluate_simulation(simulation, task, EvaluationType.ALL, spec.solo_mode, spec.domain)
+    info = scoring.evaluate_simulation(simulation, task, spec.solo_mode, spec.domain)
     return Score(reward=float(info.reward), reward_info=info.model_dump(mode="json"))
 
 
@@ -125,7 +139,9 @@ def make_user(config: UserConfig, task: Task, run_tool: Any, *,
 class LocalSession:
     """An in-process tau2 environment for one episode."""
 
-    def __init__(self, spec: EpisodeSpec, task: Task, env: Environment, cpu: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self, spec: EpisodeSpec, task: Task, env: Environment, cpu: anyio.CapacityLimiter
+    ) -> None:
         self.spec = spec
         self.task = task
         self.solo_mode = spec.solo_mode
