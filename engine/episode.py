@@ -77,7 +77,12 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
     episode_id = uuid.uuid4().hex[:16]
     events = runtime.events
     with episode_context(
-        episode_id=episode_id, domain=spec.domain, task_id=spec.task_id, sample=spec.sample, attempt=attempt
+        events,
+        episode_id=episode_id,
+        domain=spec.domain,
+        task_id=spec.task_id,
+        sample=spec.sample,
+        attempt=attempt,
     ):
         events.emit(
             "episode_start",

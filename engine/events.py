@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import sys
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -198,11 +199,29 @@ class EventLog:
             sink.close()
 
 
+_current_log: contextvars.ContextVar[EventLog | None] = contextvars.ContextVar(
+    "tau2_engine_event_log", default=None
+)
+
+
 @contextlib.contextmanager
-def episode_context(**fields: Any) -> Iterator[None]:
-    """Bind episode identity to every event emitted inside (task-local)."""
-    with structlog.contextvars.bound_contextvars(**fields):
-        yield
+def episode_context(log: EventLog | None = None, **fields: Any) -> Iterator[None]:
+    """Bind episode identity to every event emitted inside (task-local); with `log`, also
+    make it the episode's log for code that has no handle on it (e.g. a user simulator)."""
+    token = _current_log.set(log) if log is not None else None
+    try:
+        with structlog.contextvars.bound_contextvars(**fields):
+            yield
+    finally:
+        if token is not None:
+            _current_log.reset(token)
+
+
+def emit_in_episode(event: str, /, **fields: Any) -> None:
+    """Emit on the current episode's log, if the caller runs inside an episode."""
+    log = _current_log.get()
+    if log is not None:
+        log.emit(event, **fields)
 
 
 def read_events(path: str | Path) -> Iterator[dict[str, Any]]:

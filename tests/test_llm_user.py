@@ -55,8 +55,10 @@ def spec(agent: FakeOpenAI, user: FakeOpenAI) -> EpisodeSpec:
         task_id=TASK.id,
         solo_mode=False,
         policy=PolicyConfig(name="openai", endpoint=Endpoint(base_url=agent.base_url)),
-        user=UserConfig(kind="llm", endpoint=Endpoint(
-            base_url=user.base_url, api_key=USER_KEY, model="user-m", backoff_s=0.01)),
+        user=UserConfig(
+            kind="llm",
+            endpoint=Endpoint(base_url=user.base_url, api_key=USER_KEY, model="user-m", backoff_s=0.01),
+        ),
     )
 
 
@@ -79,8 +81,7 @@ async def test_llm_user_follows_tau2_guidelines_and_tools_to_reward_1(
 
     agent, user = servers
     result, sink = await run_one(spec(agent, user))
-    assert (result.status.value, result.reward, result.termination_reason) == (
-        "completed", 1.0, "user_stop")
+    assert (result.status.value, result.reward, result.termination_reason) == ("completed", 1.0, "user_stop")
     first = user.requests[0]
     assert first.headers["authorization"] == f"Bearer {USER_KEY}"
     system = first.body["messages"][0]
@@ -98,7 +99,8 @@ async def test_llm_user_follows_tau2_guidelines_and_tools_to_reward_1(
     assert user_turns[-1]["content"] == "###STOP###" and user_turns[-1]["stop"]
     user_tools = [e for e in sink.named("tool_call") if e["requestor"] == "user"]
     assert [e["name"] for e in user_tools] == [
-        a.name for a in TASK.evaluation_criteria.actions if a.requestor == "user"]
+        a.name for a in TASK.evaluation_criteria.actions if a.requestor == "user"
+    ]
     assert not any(e["error"] for e in user_tools)
     assert rescore(sink.events, domain="telecom", task_id=TASK.id, solo_mode=False) == 1.0
 
@@ -107,10 +109,15 @@ async def test_llm_user_follows_tau2_guidelines_and_tools_to_reward_1(
 async def test_llm_user_endpoint_faults_are_retried(servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
     agent, user = servers
     user.inject(Fault(status=503), Fault(status=429))
-    result, _ = await run_one(spec(agent, user))
+    result, sink = await run_one(spec(agent, user))
     assert result.status.value == "completed" and result.reward == 1.0
     # the user's first request, answered 503, 429, then 200: the same request three times
     assert user.requests[0].body == user.requests[1].body == user.requests[2].body
+    retries = sink.named("retry")
+    assert [(r["scope"], r["attempt"], r["episode_id"]) for r in retries] == [
+        ("user_call", 0, result.episode_id),
+        ("user_call", 1, result.episode_id),
+    ]
 
 
 def test_cli_user_llm_from_environment(
@@ -122,9 +129,27 @@ def test_cli_user_llm_from_environment(
     monkeypatch.setenv("TAU2_USER_LLM_API_KEY", "env-user-key")
     assert user_from_env().kind == "llm"
     events = tmp_path / "events.jsonl"
-    code = main(["run", "--domain", "telecom", "--task-id", TASK.id, "--solo", "off",
-                 "--user", "llm", "--policy", "openai", "--base-url", agent.base_url,
-                 "--api-key", "k", "--events", str(events)])
+    code = main(
+        [
+            "run",
+            "--domain",
+            "telecom",
+            "--task-id",
+            TASK.id,
+            "--solo",
+            "off",
+            "--user",
+            "llm",
+            "--policy",
+            "openai",
+            "--base-url",
+            agent.base_url,
+            "--api-key",
+            "k",
+            "--events",
+            str(events),
+        ]
+    )
     assert code == 0
     ends: list[dict[str, Any]] = [e for e in read_events(events) if e["event"] == "episode_end"]
     assert [(e["status"], e["reward"]) for e in ends] == [("completed", 1.0)]
