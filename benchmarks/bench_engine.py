@@ -85,7 +85,7 @@ def stock_episode(domain: str, task: Any, solo_mode: bool) -> float:
 
 
 def stock_direct(domain: str, n: int) -> float:
-    tasks = catalog.task_set(domain).tasks[:n]
+    tasks = catalog.task_set(domain, None).tasks[:n]
     started = time.perf_counter()
     for task in tasks:
         stock_episode(domain, task, catalog.default_solo_mode(task))
@@ -114,7 +114,7 @@ def engine_run(specs: list[EpisodeSpec], concurrency: int, events_path: Path) ->
 
 
 def bench_stock_direct(domain: str, stock_n: int, samples: int, tmp: Path) -> float:
-    tasks = list(catalog.task_set(domain).tasks)
+    tasks = list(catalog.task_set(domain, None).tasks)
     stock = stock_direct(domain, stock_n)
     wall, end = engine_run(specs_for(domain, tasks, samples), 32, tmp / f"direct-{domain}.jsonl")
     ours = len(tasks) * samples / wall
@@ -127,7 +127,7 @@ def bench_stock_direct(domain: str, stock_n: int, samples: int, tmp: Path) -> fl
 def bench_gym(n: int, engine_eps: float) -> None:
     from tau2.gym.gym_agent import AgentGymEnv
 
-    tasks = catalog.task_set("telecom").tasks[:n]
+    tasks = catalog.task_set("telecom", None).tasks[:n]
     started = time.perf_counter()
     rewards = []
     for task in tasks:
@@ -158,7 +158,7 @@ def bench_rss(tmp: Path) -> None:
 
 def equal_length_tasks(domain: str) -> list[Any]:
     """The domain's tasks with the most common number of gold actions (equal episode length)."""
-    tasks = list(catalog.task_set(domain).tasks)
+    tasks = list(catalog.task_set(domain, None).tasks)
     count = collections.Counter(len(t.evaluation_criteria.actions or []) for t in tasks)
     common = count.most_common(1)[0][0]
     return [t for t in tasks if len(t.evaluation_criteria.actions or []) == common]

@@ -10,7 +10,7 @@ import anyio
 
 
 class LoopLagMonitor:
-    def __init__(self, interval_s: float = 0.05) -> None:
+    def __init__(self, interval_s: float = 0.01) -> None:
         self.interval_s = interval_s
         self.samples: list[float] = []
 
