@@ -5,9 +5,11 @@ trajectory message.
 
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -254,28 +256,59 @@ class ObservedModel(Model):
         raise NotImplementedError("the engine runs agents with Runner.run, not streaming")
 
 
-def function_tool(
-    schema: ToolSchema, session: EnvSession, state: EpisodeState, lock: anyio.Lock
-) -> FunctionTool:
-    async def invoke(ctx: ToolContext[Any], raw_arguments: str) -> str:
-        call_id = ctx.tool_call_id
-        if call_id in state.skipped_calls or schema.name == DONE_TOOL:
-            return STOP_TOKEN
-        arguments = parse_arguments(raw_arguments)
-        # Tools of one message run one at a time, in call order, as in tau2.
-        async with lock:
-            started = time.perf_counter()
-            result = await session.call_tool(tool_call(call_id, schema.name, arguments, "assistant"))
-            state.record_tool(schema.name, arguments, result, latency_s=time.perf_counter() - started)
-        return str(result.content)
+@dataclass
+class EpisodeTools:
+    """What the agent's tools act on: the Runner's context object of one episode. Tools
+    themselves are shared by every episode with the same tool list."""
 
+    session: EnvSession
+    state: EpisodeState
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    """Tools of one message run one at a time, in call order, as in tau2."""
+
+
+async def _invoke(name: str, ctx: ToolContext[EpisodeTools], raw_arguments: str) -> str:
+    episode = ctx.context
+    state = episode.state
+    call_id = ctx.tool_call_id
+    if call_id in state.skipped_calls or name == DONE_TOOL:
+        return STOP_TOKEN
+    arguments = parse_arguments(raw_arguments)
+    async with episode.lock:
+        started = time.perf_counter()
+        result = await episode.session.call_tool(tool_call(call_id, name, arguments, "assistant"))
+        state.record_tool(name, arguments, result, latency_s=time.perf_counter() - started)
+    return str(result.content)
+
+
+def function_tool(schema: ToolSchema) -> FunctionTool:
     return FunctionTool(
         name=schema.name,
         description=schema.description,
         params_json_schema=schema.parameters,
-        on_invoke_tool=invoke,
+        on_invoke_tool=functools.partial(_invoke, schema.name),
         strict_json_schema=False,
     )
+
+
+_shared_tools: collections.OrderedDict[int, tuple[Sequence[ToolSchema], list[Tool]]] = (
+    collections.OrderedDict()
+)
+
+
+def function_tools(schemas: Sequence[ToolSchema]) -> list[Tool]:
+    """The FunctionTools of a tool list, built once per list object (backends hand every
+    episode of a domain the same list), so an episode does not rebuild ~40 tools."""
+    key = id(schemas)
+    cached = _shared_tools.get(key)
+    if cached is not None and cached[0] is schemas:
+        _shared_tools.move_to_end(key)
+        return cached[1]
+    tools: list[Tool] = [function_tool(s) for s in schemas]
+    _shared_tools[key] = (schemas, tools)  # holding `schemas` keeps its id from being reused
+    if len(_shared_tools) > 64:
+        _shared_tools.popitem(last=False)
+    return tools
 
 
 def model_settings(spec: EpisodeSpec) -> ModelSettings:
@@ -305,25 +338,22 @@ class EpisodeAgent(Agent[Any]):
         return list(self.tools)
 
 
-def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> Agent[Any]:
-    lock = anyio.Lock()
-    tools: list[Tool] = [function_tool(s, session, state, lock) for s in session.tools]
+def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> tuple[Agent[Any], EpisodeTools]:
+    """The episode's agent and the context object to run it with."""
     state.unknown_tool = lambda name: function_tool(
-        ToolSchema(name, "Not a tool of this environment.", {"type": "object", "properties": {}}),
-        session,
-        state,
-        lock,
+        ToolSchema(name, "Not a tool of this environment.", {"type": "object", "properties": {}})
     )
-    return EpisodeAgent(
+    agent = EpisodeAgent(
         name="tau2-agent",
         instructions=session.system_prompt,
-        tools=tools,
+        tools=function_tools(session.tools),
         model=model,
         model_settings=model_settings(state.spec),
         tool_use_behavior=StopAtTools(stop_at_tool_names=[DONE_TOOL])
         if session.solo_mode
         else "run_llm_again",
     )
+    return agent, EpisodeTools(session, state)
 
 
 def input_items(messages: list[Message]) -> list[TResponseInputItem]:

@@ -181,13 +181,15 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
         runtime.model_limiter,
         spec.policy.endpoint.model if spec.policy.endpoint else spec.policy.name,
     )
-    agent = build_agent(session, state, model)
+    agent, context = build_agent(session, state, model)
     run_config = RunConfig(tracing_disabled=True, workflow_name="tau2-engine")
     max_turns = spec.max_steps + 1  # the step budget (EpisodeStop) always ends first
     conversation = input_items(list(state.trajectory.messages))
     try:
         if session.solo_mode:
-            await Runner.run(agent, input=conversation, max_turns=max_turns, run_config=run_config)
+            await Runner.run(
+                agent, input=conversation, context=context, max_turns=max_turns, run_config=run_config
+            )
             return "agent_stop" if state.stopped else "agent_error"
         agent_text = _opening(state)
         conversation = input_items(list(state.trajectory.messages))
@@ -198,7 +200,9 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
             if is_stop(user_text):
                 return "user_stop"
             conversation.append({"role": "user", "content": user_text or ""})
-            result = await Runner.run(agent, input=conversation, max_turns=max_turns, run_config=run_config)
+            result = await Runner.run(
+                agent, input=conversation, context=context, max_turns=max_turns, run_config=run_config
+            )
             conversation = result.to_input_list()
             if state.stopped:
                 return "agent_stop"

@@ -29,6 +29,7 @@ from engine.envs import tau2_cache
 
 if TYPE_CHECKING:
     from tau2.data_model.message import Message
+    from tau2.environment.environment import Environment
     from tau2.data_model.simulation import RewardInfo, SimulationRun
     from tau2.data_model.tasks import Task
 
@@ -82,9 +83,18 @@ def gold_state(domain: str, task: Task) -> GoldState:
 
 
 def environment_reward(
-    domain: str, task: Task, trajectory: Sequence[Message], solo_mode: bool
+    domain: str,
+    task: Task,
+    trajectory: Sequence[Message],
+    solo_mode: bool,
+    predicted: Environment | None = None,
 ) -> RewardInfo:
-    """`EnvironmentEvaluator.calculate_reward` with cached gold states and cheap copies."""
+    """`EnvironmentEvaluator.calculate_reward` with cached gold states and cheap copies.
+
+    `predicted`, when given, is the episode's own environment after the episode: it went
+    through exactly the operations tau2's replay would apply (the task's initial state,
+    then every tool call of `trajectory` in order through `get_response`), so its final
+    state is the replay's, and replaying is skipped."""
     from tau2.data_model.simulation import DBCheck, EnvAssertionCheck, RewardInfo
     from tau2.data_model.tasks import RewardType
     from tau2.evaluator.evaluator_env import EnvironmentEvaluator
@@ -98,13 +108,14 @@ def environment_reward(
             db_check=DBCheck(db_match=True, db_reward=1.0),
             info={"note": "No expected actions or env assertions"},
         )
-    state = task.initial_state
-    predicted = tau2_cache.new_environment(domain, solo_mode=solo_mode)
-    predicted.set_state(
-        initialization_data=state.initialization_data if state else None,
-        initialization_actions=state.initialization_actions if state else None,
-        message_history=list(trajectory),
-    )
+    if predicted is None:
+        state = task.initial_state
+        predicted = tau2_cache.new_environment(domain, solo_mode=solo_mode)
+        predicted.set_state(
+            initialization_data=state.initialization_data if state else None,
+            initialization_actions=state.initialization_actions if state else None,
+            message_history=list(trajectory),
+        )
     gold = gold_state(domain, task)
     agent_match = tau2_cache.agent_matches(domain, predicted, gold.agent)
     user_match = tau2_cache.user_matches(domain, predicted, gold.user)
@@ -148,9 +159,14 @@ def environment_reward(
 
 
 def evaluate_simulation(
-    simulation: SimulationRun, task: Task, solo_mode: bool, domain: str
+    simulation: SimulationRun,
+    task: Task,
+    solo_mode: bool,
+    domain: str,
+    predicted: Environment | None = None,
 ) -> RewardInfo:
-    """Stock `evaluate_simulation(simulation, task, EvaluationType.ALL, solo_mode, domain)`."""
+    """Stock `evaluate_simulation(simulation, task, EvaluationType.ALL, solo_mode, domain)`;
+    `predicted` as in `environment_reward`."""
     from tau2.data_model.simulation import RewardInfo, TerminationReason
     from tau2.data_model.tasks import RewardType
     from tau2.evaluator.evaluator import EvaluationType
@@ -164,7 +180,7 @@ def evaluate_simulation(
         return stock(simulation, task, EvaluationType.ALL, solo_mode, domain)
 
     messages = simulation.messages
-    env_info = environment_reward(domain, task, messages, solo_mode)
+    env_info = environment_reward(domain, task, messages, solo_mode, predicted)
     action_info = ActionEvaluator.calculate_reward(task=task, full_trajectory=messages)
     communicate_info = CommunicateEvaluator.calculate_reward(task=task, full_trajectory=messages)
 

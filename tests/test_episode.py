@@ -119,3 +119,21 @@ async def test_deadline_ends_episode_as_timeout() -> None:
     assert (result.status, result.reward) == (Status.TIMEOUT, 0.0)
     assert_event_invariants(sink.events)
     assert sink.named("reward") == []
+
+
+@pytest.mark.parametrize(("domain", "limit"), [("mock", 9), ("airline", 8), ("telecom", 40)])
+async def test_episode_reward_from_its_live_environment_equals_stock_rescoring(
+    domain: str, limit: int
+) -> None:
+    """The engine scores with the episode's own environment instead of tau2's replay;
+    stock evaluate_simulation on the trajectory rebuilt from events must agree."""
+    specs = plan_episodes(
+        domain=domain, limit=limit, n_samples=2, seed=9, policy=PolicyConfig(name="noisy-oracle", noise=0.5)
+    )
+    summary, sink = await run_specs(specs)
+    episodes = by_episode(sink.events)
+    solo = {s.task_id: s.solo_mode for s in specs}
+    for r in summary.results:
+        assert r.status is Status.COMPLETED
+        stock = rescore(episodes[r.episode_id], domain=domain, task_id=r.task_id, solo_mode=solo[r.task_id])
+        assert stock == r.reward, (r.task_id, r.sample)

@@ -54,7 +54,7 @@ def system_prompt(task: Task, policy: str, *, solo_mode: bool) -> str:
 _schemas: dict[tuple[type, type, bool], tuple[ToolSchema, ...]] = {}
 
 
-def tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema]:
+def tool_schemas(env: Environment, *, solo_mode: bool) -> tuple[ToolSchema, ...]:
     """The tools offered to the agent. They depend only on the toolkit classes, so they
     are built once per (toolkits, solo_mode): tau2 builds each tool's pydantic schema anew
     on every `get_tools()` call (~50 ms for telecom)."""
@@ -62,7 +62,7 @@ def tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema]:
     found = _schemas.get(key)
     if found is None:
         found = _schemas[key] = tuple(_build_tool_schemas(env, solo_mode=solo_mode))
-    return list(found)
+    return found  # one shared object, so the agent's FunctionTools are built once too
 
 
 def _build_tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema]:
@@ -96,7 +96,11 @@ def history_of(task: Task) -> list[Message]:
 
 
 def score_trajectory(
-    spec: EpisodeSpec, task: Task, trajectory: Sequence[Message], termination: str
+    spec: EpisodeSpec,
+    task: Task,
+    trajectory: Sequence[Message],
+    termination: str,
+    predicted: Environment | None = None,
 ) -> Score:
     """tau2's `evaluate_simulation` on the trajectory (`engine.scoring`: same RewardInfo
     as stock, computed with cached gold states and cheap environment copies)."""
@@ -111,7 +115,7 @@ def score_trajectory(
         termination_reason=termination,
         messages=list(trajectory),
     )
-    info = scoring.evaluate_simulation(simulation, task, spec.solo_mode, spec.domain)
+    info = scoring.evaluate_simulation(simulation, task, spec.solo_mode, spec.domain, predicted)
     return Score(reward=float(info.reward), reward_info=info.model_dump(mode="json"))
 
 
@@ -169,9 +173,19 @@ class LocalSession:
         return await self.user.reply(text)
 
     async def score(self, trajectory: Sequence[Message], termination: str) -> Score:
+        # The episode is over: its own environment holds the state tau2's replay would build.
         return await anyio.to_thread.run_sync(
-            score_trajectory, self.spec, self.task, trajectory, termination, limiter=self._cpu
+            score_trajectory, self.spec, self.task, trajectory, termination, self.env, limiter=self._cpu
         )
+
+
+def prepare_domain(domain: str, split: str | None, solo_mode: bool) -> None:
+    """The heavy one-off work of a domain: parse its task file and database, build its
+    environment template and tool schemas. After this, an episode's environment is a cheap
+    copy of shared state (a fraction of a millisecond)."""
+    catalog.task_set(domain, split)
+    env = tau2_cache.new_environment(domain, solo_mode=solo_mode)
+    tool_schemas(env, solo_mode=solo_mode)
 
 
 class LocalBackend:
@@ -179,11 +193,25 @@ class LocalBackend:
 
     def __init__(self, cpu: anyio.CapacityLimiter) -> None:
         self._cpu = cpu
+        self._prepared: set[tuple[str, str | None, bool]] = set()
+        self._preparing = anyio.Lock()
+
+    async def _prepare(self, spec: EpisodeSpec) -> None:
+        key = (spec.domain, spec.split, spec.solo_mode)
+        if key in self._prepared:
+            return
+        async with self._preparing:
+            if key not in self._prepared:
+                await anyio.to_thread.run_sync(prepare_domain, *key, limiter=self._cpu)
+                self._prepared.add(key)
 
     @asynccontextmanager
     async def session(self, spec: EpisodeSpec) -> AsyncIterator[LocalSession]:
+        await self._prepare(spec)
         task = catalog.get_task(spec.domain, spec.task_id, spec.split)
-        env = await anyio.to_thread.run_sync(build_environment, spec, task, limiter=self._cpu)
+        # A copy of prepared shared state: cheaper inline than a hop to a worker thread,
+        # which would also contend with the loop for the GIL.
+        env = build_environment(spec, task)
         yield LocalSession(spec, task, env, self._cpu)
 
     async def aclose(self) -> None:
