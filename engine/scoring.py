@@ -29,9 +29,9 @@ from engine.envs import tau2_cache
 
 if TYPE_CHECKING:
     from tau2.data_model.message import Message
-    from tau2.environment.environment import Environment
     from tau2.data_model.simulation import RewardInfo, SimulationRun
     from tau2.data_model.tasks import Task
+    from tau2.environment.environment import Environment
 
 
 @dataclass(frozen=True)
