@@ -44,3 +44,14 @@ def assert_event_invariants(events: list[dict[str, Any]]) -> None:
         assert e["timestamp"].endswith("Z")
         if e["event"] not in ("run_start", "run_end"):
             assert {"episode_id", "domain", "task_id", "sample", "attempt"} <= e.keys()
+
+
+class Compass:
+    """Fault-injection tally (COMPASS terms): faults injected and episodes lost per test;
+    printed at the end of the test session by conftest."""
+
+    rows: list[tuple[str, int, int]] = []
+
+    def record(self, what: str, injected: int, lost: int) -> None:
+        self.rows.append((what, injected, lost))
+        assert lost == 0, f"{what}: {lost} episodes lost"

@@ -15,7 +15,7 @@ import pytest
 
 from engine.config import plan_episodes
 from tests.aenv_helpers import CLI, servers_of, wait_until_gone
-from tests.helpers import assert_event_invariants, by_episode, run_specs
+from tests.helpers import Compass, assert_event_invariants, by_episode, run_specs
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -32,7 +32,9 @@ def addresses_of(events: list[dict[str, Any]]) -> set[str]:
 def start_run(events: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, "run", "--backend", "aenv-local", "--events", str(events), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -59,7 +61,8 @@ def test_cli_telecom_sixteen_episodes_all_complete_at_reward_one(tmp_path: Path)
     assert len(addresses_of(records)) <= 4  # the pool: servers are reused across episodes
     assert sum(e["event"] == "env_release" for e in records) == 16
     assert {e["name"] for e in records if e["event"] == "tool_call"}.isdisjoint(
-        {n for n in (e.get("name", "") for e in records) if "/" in n})
+        {n for n in (e.get("name", "") for e in records) if "/" in n}
+    )
     wait_until_gone(proc.pid, addresses_of(records))
 
 
@@ -74,9 +77,11 @@ async def test_retail_non_solo_through_send_message_matches_local_backend() -> N
     def trajectory(sink: Any) -> dict[str, list[tuple[Any, ...]]]:
         out = {}
         for episode in by_episode(sink.events).values():
-            steps = [(e["event"], e.get("role"), e.get("content"), e.get("name"),
-                      e.get("result"), e.get("error"))
-                     for e in episode if e["event"] in ("turn", "tool_call")]
+            steps = [
+                (e["event"], e.get("role"), e.get("content"), e.get("name"), e.get("result"), e.get("error"))
+                for e in episode
+                if e["event"] in ("turn", "tool_call")
+            ]
             reward = next(e["reward"] for e in episode if e["event"] == "reward")
             out[episode[0]["task_id"]] = [*steps, ("reward", reward)]
         return out
@@ -87,10 +92,11 @@ async def test_retail_non_solo_through_send_message_matches_local_backend() -> N
     wait_until_gone(os.getpid(), addresses_of(aenv_sink.events))
 
 
-def test_killed_server_mid_run_is_retried_and_nothing_survives(tmp_path: Path) -> None:
+def test_killed_server_mid_run_is_retried_and_nothing_survives(tmp_path: Path, compass: Compass) -> None:
     events = tmp_path / "events.jsonl"
-    proc = start_run(events, "--domain", "telecom", "--limit", "8", "--concurrency", "2",
-                     "--latency-ms", "40")
+    proc = start_run(
+        events, "--domain", "telecom", "--limit", "8", "--concurrency", "2", "--latency-ms", "40"
+    )
     wait_for(events, proc, "tool_call", 3)
     victims = servers_of(proc.pid)
     assert victims
@@ -107,12 +113,14 @@ def test_killed_server_mid_run_is_retried_and_nothing_survives(tmp_path: Path) -
     assert len(completed) >= 7
     assert all(e["reward"] == 1.0 for e in completed)
     wait_until_gone(proc.pid, addresses_of(records))
+    compass.record("aenv server killed (kill -9) mid-run", 1, 8 - len(final))
 
 
 def test_ctrl_c_stops_every_server_and_ends_every_episode(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    proc = start_run(events, "--domain", "telecom", "--limit", "4", "--concurrency", "1",
-                     "--latency-ms", "40")
+    proc = start_run(
+        events, "--domain", "telecom", "--limit", "4", "--concurrency", "1", "--latency-ms", "40"
+    )
     wait_for(events, proc, "tool_call", 2)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)

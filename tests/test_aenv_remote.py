@@ -8,8 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-
 from aenv import Environment
+
 from engine import catalog
 from engine.config import AenvConfig, EngineConfig, plan_episodes
 from engine.envs.aenv_remote import AenvBackend

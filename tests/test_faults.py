@@ -21,7 +21,7 @@ from engine.envs.local import LocalBackend, LocalSession
 from engine.errors import EnvError, ModelError
 from engine.events import EventLog, JsonlFileSink, MemorySink, read_events
 from engine.policies.factory import make_model
-from tests.helpers import assert_event_invariants
+from tests.helpers import Compass, assert_event_invariants
 
 pytestmark = pytest.mark.anyio
 
@@ -110,7 +110,7 @@ def _lost(events: list[dict[str, Any]], planned: list[EpisodeSpec]) -> int:
     return sum((s.task_id, s.sample) not in ended for s in planned)
 
 
-async def test_environment_crashes_end_infra_error_and_are_retried_on_a_fresh_env() -> None:
+async def test_environment_crashes_end_infra_error_and_are_retried_on_a_fresh_env(compass: Compass) -> None:
     sink = MemorySink()
     specs = plan_episodes(domain="telecom", limit=40)
     engine, backend, _ = _engine(sink, crash_rate=0.05, seed=7)
@@ -127,10 +127,10 @@ async def test_environment_crashes_end_infra_error_and_are_retried_on_a_fresh_en
     assert all(e["error_type"] == "EnvError" for e in first_failures)
     assert sum(summary.statuses.values()) == 40
     assert summary.attempts == 40 + len(retries)
-    print(f"\nCOMPASS env-crash: faults injected {backend.injected} / episodes lost {_lost(events, specs)}")
+    compass.record("environment crashes", backend.injected, _lost(events, specs))
 
 
-async def test_model_failures_end_infra_error_never_agent_error() -> None:
+async def test_model_failures_end_infra_error_never_agent_error(compass: Compass) -> None:
     sink = MemorySink()
     specs = plan_episodes(domain="airline", limit=10)
     engine, _, models = _engine(sink, model_rate=0.1, seed=3)
@@ -143,11 +143,13 @@ async def test_model_failures_end_infra_error_never_agent_error() -> None:
         e["error_type"] == "ModelError" for e in sink.named("episode_end") if e["status"] == "infra_error"
     )
     assert _lost(sink.events, specs) == 0 and summary.episodes == 10
-    print(f"\nCOMPASS model-fault: faults injected {models.injected} / episodes lost 0")
+    compass.record("model endpoint failures", models.injected, _lost(sink.events, specs))
 
 
 @pytest.mark.parametrize("seed", range(6))
-async def test_cancellation_at_a_random_point_closes_every_episode_and_environment(seed: int) -> None:
+async def test_cancellation_at_a_random_point_closes_every_episode_and_environment(
+    seed: int, compass: Compass
+) -> None:
     sink = MemorySink()
     specs = plan_episodes(
         domain="telecom", limit=24, policy=PolicyConfig(latency_ms=random.Random(seed).uniform(5, 40))
@@ -160,7 +162,11 @@ async def test_cancellation_at_a_random_point_closes_every_episode_and_environme
     [run_end] = sink.named("run_end")
     ends = sink.named("episode_end")
     assert sum(run_end["statuses"].values()) == len({(e["task_id"], e["sample"]) for e in ends})
-    print(f"\nCOMPASS cancel@random seed={seed}: faults injected 1 / episodes lost 0 ({len(ends)} ended)")
+    started = {(e["task_id"], e["sample"]) for e in sink.named("episode_start")}
+    ended = {(e["task_id"], e["sample"]) for e in ends}
+    compass.record(
+        f"cancellation at a random point (seed {seed})", 1 + backend.injected, len(started - ended)
+    )
 
 
 class SlowFileSink(JsonlFileSink):
@@ -209,7 +215,7 @@ async def test_env_crash_after_real_model_requests_is_not_replayed() -> None:
     assert all(r.model_calls == 1 for r in summary.results)
 
 
-async def test_endpoint_fault_storm_loses_no_episode() -> None:
+async def test_endpoint_fault_storm_loses_no_episode(compass: Compass) -> None:
     """5xx, 429, timeouts and latency spikes from a real HTTP endpoint, mixed at random."""
     from engine.config import Endpoint
     from tests.fake_openai_server import FakeOpenAI, Fault, distinct_ticket_tasks, gold_agent
@@ -251,4 +257,4 @@ async def test_endpoint_fault_storm_loses_no_episode() -> None:
     assert sink.named("retry") and all(r["scope"] == "model_call" for r in sink.named("retry"))
     assert _lost(sink.events, specs) == 0 and summary.episodes == len(specs)
     assert all(r.reward == 1.0 for r in summary.results if r.status.value == "completed")
-    print(f"\nCOMPASS endpoint-storm: faults injected {injected} / episodes lost {_lost(sink.events, specs)}")
+    compass.record("endpoint 5xx/429/timeouts/latency spikes", injected, _lost(sink.events, specs))
