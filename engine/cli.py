@@ -8,7 +8,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, NoReturn
 
@@ -47,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(name: str, minimum: int = 1):  # noqa: ANN202
+def _positive_int(name: str, minimum: int = 1) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -60,14 +60,16 @@ def _positive_int(name: str, minimum: int = 1):  # noqa: ANN202
     return parse
 
 
-def _number(name: str, minimum: float = 0.0, strict: bool = False):  # noqa: ANN202
+def _number(name: str, minimum: float = 0.0, strict: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
-            return check_float(name, float(text), minimum=minimum, strict=strict)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(
-                str(exc).replace("could not convert string to float: ", f"{name} must be a number, got ")
-            ) from None
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        try:
+            return check_float(name, value, minimum=minimum, strict=strict)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
