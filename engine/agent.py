@@ -35,7 +35,7 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvSession, ToolSchema
 from engine.events import EventLog
-from engine.retry import call_with_retries, describe, retry_policy
+from engine.retry import call_with_retries, retry_events, retry_policy
 from engine.trajectory import (
     DONE_TOOL,
     STOP_TOKEN,
@@ -188,7 +188,7 @@ class ObservedModel(Model):
 
         endpoint = self.state.spec.policy.endpoint
         response, latency = await call_with_retries(
-            attempt, retry_policy(endpoint), what="model call", on_retry=self._on_retry
+            attempt, retry_policy(endpoint), what="model call", on_retry=retry_events("model_call")
         )
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
@@ -228,16 +228,6 @@ class ObservedModel(Model):
         if message.tool_calls:
             self.state.steps += 1  # the environment's reply to these calls is one tau2 step
         return response
-
-    def _on_retry(self, attempt: int, exc: BaseException, backoff_s: float) -> None:
-        self.state.events.emit(
-            "retry",
-            attempt=attempt,
-            error_type=type(exc).__name__,
-            error=describe(exc),
-            backoff_s=backoff_s,
-            scope="model_call",
-        )
 
     def stream_response(
         self,

@@ -17,6 +17,7 @@ import openai
 
 from engine.config import Endpoint
 from engine.errors import ModelError
+from engine.events import emit_in_episode
 
 T = TypeVar("T")
 
@@ -56,6 +57,24 @@ def describe(exc: BaseException) -> str:
 
 
 OnRetry = Callable[[int, BaseException, float], None]
+
+
+def retry_events(scope: str) -> OnRetry:
+    """An OnRetry that records each retry as a `retry` event of the current episode."""
+
+    def on_retry(attempt: int, exc: BaseException, backoff_s: float) -> None:
+        emit_in_episode(
+            "retry",
+            attempt=attempt,
+            error_type=type(exc).__name__,
+            error=describe(exc),
+            backoff_s=backoff_s,
+            scope=scope,
+        )
+
+    return on_retry
+
+
 """Called before each backoff: (failed attempt, its error, backoff seconds)."""
 
 
@@ -76,8 +95,7 @@ async def call_with_retries(
                 raise
             if attempt >= policy.max_retries:
                 raise ModelError(
-                    f"{what} failed after {attempt + 1} attempts: "
-                    f"{type(exc).__name__}: {describe(exc)}"
+                    f"{what} failed after {attempt + 1} attempts: {type(exc).__name__}: {describe(exc)}"
                 ) from exc
             delay = policy.backoff(attempt)
             if on_retry is not None:

@@ -22,8 +22,7 @@ from openai.types.chat import ChatCompletion
 from engine.clients import LoopPools
 from engine.config import Endpoint
 from engine.errors import ModelError
-from engine.events import emit_in_episode
-from engine.retry import call_with_retries, describe, retry_policy
+from engine.retry import call_with_retries, retry_events, retry_policy
 from engine.trajectory import parse_arguments
 from engine.users.base import ToolRunner
 
@@ -152,7 +151,10 @@ class LLMUser:
             return completion, time.perf_counter() - started
 
         completion, latency = await call_with_retries(
-            attempt, retry_policy(self.endpoint), what="user simulator call", on_retry=_record_retry
+            attempt,
+            retry_policy(self.endpoint),
+            what="user simulator call",
+            on_retry=retry_events("user_call"),
         )
         if not completion.choices:
             raise ModelError("user simulator endpoint answered with no choices")
@@ -174,17 +176,6 @@ class LLMUser:
             ),
             raw_data={"latency_s": latency, "model": self.endpoint.model},
         )
-
-
-def _record_retry(attempt: int, exc: BaseException, backoff_s: float) -> None:
-    emit_in_episode(
-        "retry",
-        attempt=attempt,
-        error_type=type(exc).__name__,
-        error=describe(exc),
-        backoff_s=backoff_s,
-        scope="user_call",
-    )
 
 
 def _user_call(call: Any) -> ToolCall:
