@@ -305,7 +305,8 @@ def model_settings(spec: EpisodeSpec) -> ModelSettings:
     sampling = spec.policy.sampling
     extra: dict[str, Any] = {}
     if sampling.seed is not None:
-        extra["seed"] = sampling.seed
+        # Samples of one task must not replay each other on a seeded endpoint.
+        extra["seed"] = sampling.seed + spec.sample
     return ModelSettings(
         temperature=sampling.temperature,
         top_p=sampling.top_p,

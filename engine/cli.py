@@ -123,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--temperature", type=_number("--temperature"), default=1.0)
     run.add_argument("--top-p", type=_number("--top-p", strict=True), default=1.0)
     run.add_argument("--max-tokens", type=_positive_int("--max-tokens"), default=8192)
-    run.add_argument("--seed", type=_positive_int("--seed", 0), default=0)
+    run.add_argument(
+        "--seed",
+        type=_positive_int("--seed", 0),
+        default=None,
+        help="episode seed (noisy-oracle choices); also the sampling seed, sample k sending seed+k",
+    )
     run.add_argument("--max-steps", type=_positive_int("--max-steps"), default=200)
     run.add_argument(
         "--timeout", type=_number("--timeout", strict=True), default=None, help="episode deadline (s)"
@@ -206,7 +211,7 @@ def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
         temperature=args.temperature,
         top_p=args.top_p,
         max_tokens=args.max_tokens,
-        seed=args.seed if args.seed else None,
+        seed=args.seed,
     )
     return PolicyConfig(
         name=name, latency_ms=args.latency_ms, noise=args.noise, endpoint=endpoint, sampling=sampling
@@ -239,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             n_samples=args.n_samples,
             solo_mode=solo,
             max_steps=args.max_steps,
-            seed=args.seed,
+            seed=args.seed or 0,
             policy=policy,
             user=_user(args),
             timeout_s=args.timeout,

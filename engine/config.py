@@ -281,6 +281,11 @@ def spec_from_data(
     if "policy" in data:
         policy = replace(policy, name=check_choice("policy", data["policy"], POLICIES))
     policy = replace(policy, sampling=sampling_from(data.get("gconfig"), policy.sampling))
+    if policy.name == "openai" and policy.endpoint is None:
+        raise ConfigError(
+            "policy 'openai' needs a model endpoint: set OPENAI_BASE_URL (or pass base_url); "
+            f"offline policies: {', '.join(OFFLINE_POLICIES)}"
+        )
     timeout = data.get("timeout")
     return EpisodeSpec(
         domain=domain,

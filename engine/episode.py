@@ -55,6 +55,10 @@ class EpisodeRuntime:
     """Called with every episode's result, whatever ended it (cancellation included)."""
 
 
+class EpisodeDeadline(Exception):
+    """The episode's own deadline passed (not a timeout raised by something inside it)."""
+
+
 def _status_of_error(exc: BaseException) -> Status:
     if isinstance(exc, EnvError | ModelError):
         return Status.INFRA_ERROR
@@ -100,21 +104,28 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
         termination: str | None = None
         error: BaseException | None = None
         try:
-            with anyio.fail_after(spec.timeout_s) if spec.timeout_s else contextlib.nullcontext():
+            with (
+                anyio.move_on_after(spec.timeout_s)
+                if spec.timeout_s
+                else contextlib.nullcontext() as deadline
+            ):
                 async with runtime.env_limiter, runtime.backend.session(spec) as session:
                     state = EpisodeState(spec=spec, trajectory=Trajectory(), events=events)
                     termination = await _converse(session, state, runtime)
                     score = await session.score(state.trajectory.messages, termination)
+            if deadline is not None and deadline.cancelled_caught:
+                raise EpisodeDeadline
             status = TERMINATION_STATUS.get(termination, Status.AGENT_ERROR)
             events.emit(
                 "reward", reward=score.reward, reward_info=score.reward_info, termination_reason=termination
             )
-        except TimeoutError as exc:
+        except EpisodeDeadline as exc:
             status, error = Status.TIMEOUT, exc
         except anyio.get_cancelled_exc_class() as exc:
             status, error = Status.CANCELLED, exc
             raise
-        except ConfigError:
+        except ConfigError as exc:  # a bad spec is the caller's error: recorded, then raised
+            status, error = Status.INFRA_ERROR, exc
             raise
         except Exception as exc:  # every other failure ends the episode with its class recorded
             error = _unwrap(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import json
 import sys
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -67,7 +68,12 @@ def _default(value: object) -> object:
 
 
 def dumps(event: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(event, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(event, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        # orjson refuses what a model can still produce (integers past 64 bits): the
+        # standard library writes those; anything it cannot write becomes a string.
+        return json.dumps(event, default=lambda v: str(_default(v)), ensure_ascii=False).encode()
 
 
 class JsonlFileSink:

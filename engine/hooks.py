@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import os
 import threading
 import weakref
@@ -51,7 +52,11 @@ def hook_engine() -> Engine:
 
 
 async def run_episode_from_data(data: dict[str, Any], *, policy: PolicyConfig | None = None) -> EpisodeResult:
-    spec = spec_from_data(data, default_policy=policy or policy_from_env())
+    # The first call of a process imports tau2 and parses task files (seconds): off the
+    # caller's loop, which AReaL shares with its own rollout machinery.
+    spec = await anyio.to_thread.run_sync(
+        functools.partial(spec_from_data, data, default_policy=policy or policy_from_env())
+    )
     return await hook_engine().run_one(spec)
 
 

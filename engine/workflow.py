@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.clients import using_http_client
-from engine.config import Endpoint, PolicyConfig, Sampling, check_float, sampling_from
+from engine.config import (
+    OFFLINE_POLICIES,
+    Endpoint,
+    PolicyConfig,
+    Sampling,
+    check_float,
+    sampling_from,
+)
 from engine.errors import ConfigError, EpisodeDiscarded
 from engine.hooks import run_episode_from_data
 from engine.results import DISCARDED
@@ -44,27 +51,28 @@ class Tau2Workflow:
         infra_error, timeout and cancelled episodes."""
         self.model = model
         self.sampling = sampling_from(gconfig, Sampling())
-        self.timeout = None if timeout is None else check_float(
-            "timeout", timeout, minimum=0, strict=True
-        )
+        self.timeout = None if timeout is None else check_float("timeout", timeout, minimum=0, strict=True)
         self.discard_failures = discard_failures
 
-    def endpoint(self, extra_kwargs: Mapping[str, Any]) -> Endpoint:
+    def endpoint(self, extra_kwargs: Mapping[str, Any]) -> Endpoint | None:
         """The model endpoint: AReaL's `base_url` / `api_key`, else the environment."""
         base_url = extra_kwargs.get("base_url") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise ConfigError(
-                "Tau2Workflow needs a model endpoint: pass base_url= (AReaL inline mode) "
-                "or set OPENAI_BASE_URL (subprocess mode)"
-            )
+            return None
         api_key = extra_kwargs.get("api_key") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         model = self.model or os.environ.get("OPENAI_MODEL") or "default"
         return Endpoint(base_url=str(base_url), api_key=str(api_key), model=model)
 
     async def run(self, data: dict[str, Any], **extra_kwargs: Any) -> float:
         """Run the episode `data` describes; return tau2's reward as a float."""
-        policy = PolicyConfig(name="openai", endpoint=self.endpoint(extra_kwargs),
-                              sampling=self.sampling)
+        endpoint = self.endpoint(extra_kwargs)
+        offline = isinstance(data, Mapping) and data.get("policy") in OFFLINE_POLICIES
+        if endpoint is None and not offline:
+            raise ConfigError(
+                "Tau2Workflow needs a model endpoint: pass base_url= (AReaL inline mode) "
+                "or set OPENAI_BASE_URL (subprocess mode)"
+            )
+        policy = PolicyConfig(name="openai", endpoint=endpoint, sampling=self.sampling)
         if self.timeout is not None and isinstance(data, Mapping) and "timeout" not in data:
             data = {**data, "timeout": self.timeout}
         with using_http_client(extra_kwargs.get("http_client")):

@@ -65,3 +65,14 @@ def test_unwritable_events_path_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match="cannot write events file"):
         JsonlFileSink(blocker / "sub" / "e.jsonl")
+
+
+def test_event_orjson_cannot_encode_is_still_written_and_the_writer_lives_on(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    log = EventLog("r", [JsonlFileSink(path)])
+    log.emit("tool_call", arguments={"amount": 123456789012345678901234567890})  # > 64 bits
+    log.emit("episode_end", status="completed")
+    log.close()
+    events = list(read_events(path))
+    assert [e["event"] for e in events] == ["tool_call", "episode_end"]
+    assert b'"amount": 123456789012345678901234567890' in path.read_bytes()  # written exactly

@@ -258,3 +258,31 @@ async def test_endpoint_fault_storm_loses_no_episode(compass: Compass) -> None:
     assert _lost(sink.events, specs) == 0 and summary.episodes == len(specs)
     assert all(r.reward == 1.0 for r in summary.results if r.status.value == "completed")
     compass.record("endpoint 5xx/429/timeouts/latency spikes", injected, _lost(sink.events, specs))
+
+
+async def test_a_timeout_raised_inside_the_episode_is_infra_error_not_the_deadline() -> None:
+    sink = MemorySink()
+    config = EngineConfig(concurrency=2)
+    backend = LocalBackend(anyio.CapacityLimiter(2))
+
+    class TimingOut:
+        name = "local"
+
+        @asynccontextmanager
+        async def session(self, spec: EpisodeSpec) -> AsyncIterator[Any]:
+            async with backend.session(spec) as session:
+
+                async def call_tool(call: Any) -> Any:
+                    raise TimeoutError("a tool's own timeout")
+
+                session.call_tool = call_tool
+                yield session
+
+        async def aclose(self) -> None:
+            return None
+
+    engine = Engine(config, EventLog(config.run_id, [sink]), backend=TimingOut())
+    spec = plan_episodes(domain="telecom", limit=1, timeout_s=30)[0]
+    summary = await engine.run([spec])
+    [result] = summary.results
+    assert result.status.value == "infra_error" and result.error_type == "TimeoutError"

@@ -52,3 +52,21 @@ async def test_hook_rejects_unknown_domain_with_valid_choices() -> None:
         ValueError, match="unknown domain 'airlin'; expected one of airline, mock, retail, telecom"
     ):
         await run_agent_return_reward({"domain": "airlin", "task_id": "0"})
+
+
+@pytest.mark.anyio
+async def test_openai_policy_without_endpoint_is_rejected_before_any_episode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="policy 'openai' needs a model endpoint"):
+        await run_agent_return_reward({"domain": "mock", "task_id": "create_task_1", "policy": "openai"})
+
+
+@pytest.mark.anyio
+async def test_workflow_runs_an_offline_policy_without_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import Tau2Workflow
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    reward = await Tau2Workflow().run({"domain": "telecom", "task_id": TELECOM, "policy": "oracle"})
+    assert type(reward) is float and reward == 1.0

@@ -142,6 +142,7 @@ class ServerPool:
         self._servers: set[LocalServer] = set()  # every process started and not yet reaped
         self.started = 0
         self._atexit = False
+        self._health_client: httpx.AsyncClient | None = None
 
     @property
     def servers(self) -> list[LocalServer]:
@@ -172,9 +173,11 @@ class ServerPool:
     async def healthy(self, server: LocalServer) -> bool:
         if not server.alive():
             return False
+        if self._health_client is None:
+            # One client for the pool: building one costs ~20 ms of blocking SSL setup.
+            self._health_client = httpx.AsyncClient(timeout=2.0)
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                reply = await client.get(f"http://{server.address}:{SERVER_PORT}/health")
+            reply = await self._health_client.get(f"http://{server.address}:{SERVER_PORT}/health")
             status = reply.json().get("data", {}).get("status") if reply.status_code == 200 else None
             return bool(status == "success")
         except (httpx.HTTPError, ValueError):
@@ -259,6 +262,9 @@ class ServerPool:
             async with anyio.create_task_group() as tg:
                 for server in list(self._servers):
                     tg.start_soon(self._stop, server)
+            if self._health_client is not None:
+                await self._health_client.aclose()
+                self._health_client = None
         if self._atexit:
             atexit.unregister(self.kill_now)
             self._atexit = False
@@ -295,7 +301,8 @@ class AenvLocalBackend:
                                          cache=server.tools)
             server.episodes += 1
             self._emit("env_acquire", latency_s=time.perf_counter() - started,
-                       address=server.address, server_episodes=server.episodes)
+                       address=server.address, env_name=self.pool.config.env_name,
+                       server_episodes=server.episodes)
             yield session
             healthy = True
         finally:
@@ -306,7 +313,7 @@ class AenvLocalBackend:
                         healthy = await self.pool.healthy(server)
                 await self.pool.release(server, healthy=healthy)
             self._emit("env_release", latency_s=time.perf_counter() - released,
-                       address=server.address, healthy=healthy)
+                       address=server.address, env_name=self.pool.config.env_name, healthy=healthy)
 
     async def aclose(self) -> None:
         await self.pool.aclose()

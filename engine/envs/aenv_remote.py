@@ -73,9 +73,14 @@ class AenvBackend:
         for attempt in range(attempts):
             env = self._environment(spec)
             try:
-                await env.initialize()  # releases what it created when it fails
+                await env.initialize()  # releases what it created when it fails with an error
                 return env
-            except Exception as exc:
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # cancelled (deadline, Ctrl-C): nothing leaks
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.release_timeout_s):
+                        with contextlib.suppress(Exception):
+                            await env.release()
+                    raise
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 if attempt + 1 >= attempts:
                     raise EnvError(f"creating {self.config.env_name} failed after {attempts} "
@@ -94,7 +99,7 @@ class AenvBackend:
         try:
             session = await open_session(env, str(address), spec, reset=False)
             self._emit("env_acquire", backend=self.name, latency_s=time.perf_counter() - started,
-                       env_name=self.config.env_name)
+                       address=str(address), env_name=self.config.env_name)
             yield session
         finally:
             released = time.perf_counter()
@@ -103,7 +108,7 @@ class AenvBackend:
                   contextlib.suppress(Exception)):
                 await env.release()
             self._emit("env_release", backend=self.name, latency_s=time.perf_counter() - released,
-                       env_name=self.config.env_name)
+                       address=str(address), env_name=self.config.env_name)
 
     async def aclose(self) -> None:
         return None

@@ -157,7 +157,7 @@ class LocalSession:
         self.user: UserSimulator | None = (
             None if spec.solo_mode else make_user(
                 spec.user, task, self._run_user_tool,
-                user_tools=user_tool_schemas(env), seed=spec.seed,
+                user_tools=user_tool_schemas(env), seed=spec.seed + spec.sample,
             )
         )
 
