@@ -20,7 +20,7 @@ from agents.exceptions import AgentsException, MaxTurnsExceeded, ModelBehaviorEr
 from engine.agent import EpisodeState, EpisodeStop, ObservedModel, build_agent, input_items
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvBackend, EnvSession, Score
-from engine.errors import AgentMisbehaved, ConfigError, EnvError, ModelError
+from engine.errors import AgentMisbehaved, ConfigError
 from engine.events import EventLog, episode_context
 from engine.results import EpisodeResult, Status
 from engine.trajectory import Trajectory, assistant_message, calls_of
@@ -60,12 +60,10 @@ class EpisodeDeadline(Exception):
 
 
 def _status_of_error(exc: BaseException) -> Status:
-    if isinstance(exc, EnvError | ModelError):
-        return Status.INFRA_ERROR
+    """The policy's fault (agent_error) or everything else: the environment, the endpoint
+    or the engine itself (infra_error, so AReaL does not train on it)."""
     if isinstance(exc, AgentMisbehaved | ModelBehaviorError | MaxTurnsExceeded):
         return Status.AGENT_ERROR
-    if isinstance(exc, AgentsException) and isinstance(exc.__cause__, EnvError | ModelError):
-        return Status.INFRA_ERROR
     return Status.INFRA_ERROR
 
 
