@@ -2,9 +2,10 @@
 tau2), side by side in one run: the same oracle episodes, one at a time, on a warm pool.
 
 Prints JSON lines: per-episode time, per-tool-call latency, environment acquire latency,
-each with its aenv-local / local ratio, and the pool's cold start.
+each with its aenv-local / local ratio, the pool's cold start (one server), and the cold
+start of a pool of `--pool` servers (that many first episodes at once).
 
-    /work/venv/bin/python benchmarks/bench_aenv.py [--domain telecom] [--episodes 16]
+    /work/venv/bin/python benchmarks/bench_aenv.py [--domain telecom] [--episodes 16] [--pool 4]
 """
 
 from __future__ import annotations
@@ -46,7 +47,21 @@ async def measure(backend: str, specs: list[EpisodeSpec]) -> dict[str, Any]:
     }
 
 
-async def main(domain: str, episodes: int) -> None:
+async def pool_cold_start(specs: list[EpisodeSpec], size: int) -> float:
+    """Seconds until `size` episodes started together on a cold pool have all ended."""
+    config = EngineConfig(concurrency=size, backend="aenv-local")
+    engine = Engine(config, EventLog(config.run_id, [MemorySink()]))
+    try:
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for spec in specs[:size]:
+                tg.start_soon(engine.run_one, spec)
+        return time.perf_counter() - started
+    finally:
+        await engine.aclose()
+
+
+async def main(domain: str, episodes: int, pool: int) -> None:
     specs = plan_episodes(domain=domain, limit=episodes)
     local = await measure("local", specs)
     aenv = await measure("aenv-local", specs)
@@ -60,11 +75,16 @@ async def main(domain: str, episodes: int) -> None:
                       "tool_call_s": round(per_call_overhead, 6),
                       "env_acquire_s": round(aenv["env_acquire_s"], 6),
                       "tool_calls_per_episode": aenv["tool_calls"] / len(specs)}))
+    if pool > 0:
+        pool_specs = plan_episodes(domain=domain, limit=pool)
+        print(json.dumps({"metric": "pool_cold_start_s", "domain": domain, "pool": len(pool_specs),
+                          "aenv_local": round(await pool_cold_start(pool_specs, pool), 6)}))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domain", default="telecom")
     parser.add_argument("--episodes", type=int, default=16)
+    parser.add_argument("--pool", type=int, default=4, help="0: skip the pool cold start")
     args = parser.parse_args()
-    anyio.run(main, args.domain, args.episodes)
+    anyio.run(main, args.domain, args.episodes, args.pool)

@@ -1,5 +1,5 @@
 """Helpers for the aenv tests: one real `tau2-engine serve-env` on loopback, and checks
-that no server process or listener outlives its run."""
+that no server process, zygote or listener outlives its run."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ CLI = [str(Path(os.sys.executable).with_name("tau2-engine"))]
 
 
 def servers_of(parent_pid: int) -> list[psutil.Process]:
-    """Live server processes started by `parent_pid` (they carry its pid in their env)."""
+    """Live server processes started by `parent_pid`, and the aenv-local pool's zygote
+    (they carry its pid in their env: forked servers inherit the zygote's)."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.Error):
@@ -30,6 +31,13 @@ def servers_of(parent_pid: int) -> list[psutil.Process]:
             if proc.environ().get(PARENT_PID_VAR) == str(parent_pid):
                 found.append(proc)
     return found
+
+
+def zygote_and_servers(parent_pid: int) -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """The aenv-local pool processes of `parent_pid`: zygotes (its children) and servers."""
+    found = servers_of(parent_pid)
+    zygotes = [p for p in found if p.ppid() == parent_pid]
+    return zygotes, [p for p in found if p not in zygotes]
 
 
 def listeners(addresses: Iterable[str]) -> list[str]:

@@ -1,7 +1,9 @@
-"""The aenv-local backend: a pool of real `tau2-engine serve-env` servers on loopback."""
+"""The aenv-local backend: a pool of real `serve-env` servers on loopback, forked from one
+zygote."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,10 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from engine.config import plan_episodes
-from tests.aenv_helpers import CLI, servers_of, wait_until_gone
+from tests.aenv_helpers import CLI, wait_until_gone, zygote_and_servers
 from tests.helpers import Compass, assert_event_invariants, by_episode, run_specs
 
 
@@ -27,6 +30,13 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 def addresses_of(events: list[dict[str, Any]]) -> set[str]:
     return {e["address"] for e in events if e["event"] == "env_acquire"}
+
+
+def gone(process: psutil.Process) -> bool:
+    """Exited (an orphan's zombie waits on pid 1, which may reap it late)."""
+    with contextlib.suppress(psutil.Error):
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    return True
 
 
 def start_run(events: Path, *args: str) -> subprocess.Popen[str]:
@@ -98,7 +108,7 @@ def test_killed_server_mid_run_is_retried_and_nothing_survives(tmp_path: Path, c
         events, "--domain", "telecom", "--limit", "8", "--concurrency", "2", "--latency-ms", "40"
     )
     wait_for(events, proc, "tool_call", 3)
-    victims = servers_of(proc.pid)
+    _, victims = zygote_and_servers(proc.pid)
     assert victims
     os.kill(victims[0].pid, signal.SIGKILL)  # kill -9, mid-episode
     out, err = proc.communicate(timeout=240)
@@ -116,6 +126,43 @@ def test_killed_server_mid_run_is_retried_and_nothing_survives(tmp_path: Path, c
     compass.record("aenv server killed (kill -9) mid-run", 1, 8 - len(final))
 
 
+def test_servers_are_forked_from_one_zygote_that_is_gone_after_the_run(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = start_run(
+        events, "--domain", "telecom", "--limit", "6", "--concurrency", "3", "--latency-ms", "40"
+    )
+    wait_for(events, proc, "env_acquire", 3)
+    zygotes, servers = zygote_and_servers(proc.pid)
+    assert len(zygotes) == 1 and "engine.envs.aenv_zygote" in zygotes[0].cmdline()
+    assert len(servers) == 3
+    for server in servers:
+        assert server.ppid() == zygotes[0].pid
+        assert os.getpgid(server.pid) == server.pid  # its own group: stopped as one
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    wait_until_gone(proc.pid, addresses_of(read_events(events)))
+    assert not zygotes[0].is_running()  # reaped by the engine
+
+
+def test_killed_zygote_mid_run_is_replaced_and_nothing_survives(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = start_run(
+        events, "--domain", "telecom", "--limit", "6", "--concurrency", "2", "--latency-ms", "40"
+    )
+    wait_for(events, proc, "tool_call", 3)
+    (zygote,), servers = zygote_and_servers(proc.pid)
+    os.kill(zygote.pid, signal.SIGKILL)  # its servers follow it (their parent watch)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    records = read_events(events)
+    assert_event_invariants(records)
+    final = {(e["task_id"], e["sample"]): e for e in records if e["event"] == "episode_end"}
+    assert len(final) == 6
+    assert sum(e["status"] == "completed" for e in final.values()) >= 5
+    wait_until_gone(proc.pid, addresses_of(records))
+    assert all(gone(p) for p in [zygote, *servers])
+
+
 def test_ctrl_c_stops_every_server_and_ends_every_episode(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     proc = start_run(
@@ -128,3 +175,17 @@ def test_ctrl_c_stops_every_server_and_ends_every_episode(tmp_path: Path) -> Non
     assert_event_invariants(records)
     assert records[-1]["event"] == "run_end" and records[-1]["interrupted"] is True
     wait_until_gone(proc.pid, addresses_of(records))
+
+
+def test_killed_engine_leaves_no_zygote_or_server(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    proc = start_run(
+        events, "--domain", "telecom", "--limit", "6", "--concurrency", "2", "--latency-ms", "40"
+    )
+    wait_for(events, proc, "tool_call", 3)
+    zygotes, servers = zygote_and_servers(proc.pid)
+    assert zygotes and servers
+    proc.kill()  # no aclose, no atexit: only the parent watches are left
+    proc.communicate(timeout=60)
+    wait_until_gone(proc.pid, addresses_of(read_events(events)))
+    assert all(gone(p) for p in [*zygotes, *servers])

@@ -1,14 +1,16 @@
 """The `aenv-local` backend: a pool of real aenv servers on this machine.
 
-Each server is its own OS process, `tau2-engine serve-env`, in its own process group, on
-its own loopback address (127.0.0.X) and port 8081 (the aenv client fixes the data-plane
-port), reached with the unmodified `aenv.Environment` client as if it were a sandbox
+Each server runs what `tau2-engine serve-env` runs, in its own process (group), on its own
+loopback address (127.0.0.X) and port 8081 (the aenv client fixes the data-plane port),
+reached with the unmodified `aenv.Environment` client as if it were a sandbox
 (`DUMMY_INSTANCE_IP`: no scheduler). The pool size is the engine's environment limit.
+Servers are forked from one zygote per pool (`aenv_zygote`), which pays the imports once.
 
 Servers start on first demand, serve episode after episode (`tau2_reset`), are checked
 before reuse (process alive; after a failed episode also `/health`), and are replaced when
-one dies. `aclose()` stops them all; an `atexit` hook and each server's parent watch
-(it exits when this process is gone) cover the exits `aclose()` cannot.
+one dies (the zygote too). `aclose()` stops them all and the zygote; an `atexit` hook and
+the parent watches (the zygote exits when this process is gone, each server when the
+zygote is) cover the exits `aclose()` cannot.
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ import httpx
 
 from engine.envs.aenv_server import PARENT_PID_VAR
 from engine.envs.aenv_session import AenvSession, ToolCache, open_session, quiet_sdk_logging
+from engine.envs.aenv_zygote import Child, Zygote
 from engine.errors import EnvError
 
 if TYPE_CHECKING:
@@ -95,6 +97,12 @@ def server_command(host: str, port: int) -> list[str]:
     return [*base, "serve-env", "--host", host, "--port", str(port)]
 
 
+def _log_file(name: str) -> str:
+    fd, path = tempfile.mkstemp(prefix=f"tau2-aenv-{name}-", suffix=".log")
+    os.close(fd)
+    return path
+
+
 def local_client(address: str, config: AenvConfig) -> Environment:
     """The stock aenv client, pointed at one local server the way DUMMY_INSTANCE_IP does
     (set per client here: several servers run side by side)."""
@@ -108,27 +116,48 @@ def local_client(address: str, config: AenvConfig) -> Environment:
 
 @dataclass(eq=False)
 class LocalServer:
-    """One `tau2-engine serve-env` process and its client."""
+    """One forked `serve-env` server and its client."""
 
     address: str
-    process: subprocess.Popen[bytes]
+    child: Child
     log_path: Path
     env: Environment | None = None
     tools: ToolCache = field(default_factory=ToolCache.empty)
     episodes: int = 0
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.child.alive()
 
     def log_tail(self, limit: int = 1500) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
+        tail = _tail(self.log_path, limit)
+        if not self.child.zygote.running():
+            tail += f"\n(zygote gone, exit code {self.child.zygote.process.returncode}):\n"
+            tail += _tail(self.child.zygote.log_path, limit)
+        return tail
+
+    def terminate(self) -> None:
+        if self.child.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.child.pid, signal.SIGTERM)
 
     def kill_now(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        self.child.kill_group()
+
+
+def _tail(path: Path, limit: int) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+async def _until(condition: Callable[[], bool], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await anyio.sleep(0.02)
+    return True
 
 
 class ServerPool:
@@ -140,6 +169,8 @@ class ServerPool:
         self._slots = anyio.Semaphore(size)
         self._idle: list[LocalServer] = []
         self._servers: set[LocalServer] = set()  # every process started and not yet reaped
+        self._zygote: Zygote | None = None
+        self._zygote_lock = anyio.Lock()
         self.started = 0
         self._atexit = False
         self._health_client: httpx.AsyncClient | None = None
@@ -203,25 +234,40 @@ class ServerPool:
         assert last is not None
         raise last
 
+    async def zygote(self) -> Zygote:
+        """The running zygote, started (again, if the last one died) on demand."""
+        async with self._zygote_lock:
+            if self._zygote is not None and not self._zygote.running():
+                await self._close_zygote()
+            if self._zygote is None:
+                if not self._atexit:
+                    atexit.register(self.kill_now)
+                    self._atexit = True
+                env = dict(os.environ)
+                env.pop("TAU2_TASK_ID", None)  # the pool's servers start without an episode
+                env[PARENT_PID_VAR] = str(os.getpid())
+                env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                # numpy's OpenBLAS would start a thread at import; the zygote forks single-threaded.
+                env["OPENBLAS_NUM_THREADS"] = "1"
+                log = Path(_log_file("zygote"))
+                self._zygote = await anyio.to_thread.run_sync(Zygote.start, env, log)
+            return self._zygote
+
+    async def _close_zygote(self) -> None:
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(zygote.close, 2 * STOP_GRACE_S)
+            zygote.log_path.unlink(missing_ok=True)
+
     async def _spawn(self, address: str) -> LocalServer:
-        if not self._atexit:
-            atexit.register(self.kill_now)
-            self._atexit = True
-        env = dict(os.environ)
-        env.pop("TAU2_TASK_ID", None)  # the pool's servers start without an episode
-        env[PARENT_PID_VAR] = str(os.getpid())
-        env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        fd, log_name = tempfile.mkstemp(prefix=f"tau2-aenv-{address}-", suffix=".log")
         try:
-            process = await anyio.to_thread.run_sync(lambda: subprocess.Popen(
-                server_command(address, SERVER_PORT), stdin=subprocess.DEVNULL, stdout=fd,
-                stderr=subprocess.STDOUT, env=env, start_new_session=True))
+            zygote = await self.zygote()
+            log_path = Path(_log_file(address))
         except BaseException:
             unclaim_address(address)
             raise
-        finally:
-            os.close(fd)
-        server = LocalServer(address, process, Path(log_name))
+        server = LocalServer(address, zygote.spawn(address, SERVER_PORT, str(log_path)), log_path)
         self._servers.add(server)
         self.started += 1
         return server
@@ -231,7 +277,7 @@ class ServerPool:
         while not await self.healthy(server):
             if not server.alive():
                 raise EnvError(f"aenv server {server.address} exited with code "
-                               f"{server.process.returncode} while starting:\n{server.log_tail()}")
+                               f"{server.child.returncode} while starting:\n{server.log_tail()}")
             if time.monotonic() > deadline:
                 raise EnvError(f"aenv server {server.address} not healthy after "
                                f"{self.config.startup_timeout_s:.0f}s:\n{server.log_tail()}")
@@ -244,14 +290,13 @@ class ServerPool:
                 with anyio.move_on_after(STOP_GRACE_S), contextlib.suppress(Exception):
                     await server.env.release()
             server.env = None
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(server.process.pid, signal.SIGTERM)
-            try:
-                await anyio.to_thread.run_sync(server.process.wait, STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
+            # A fork still in flight has no pid yet: abandoning kills it once it arrives.
+            await _until(lambda: server.child.pid is not None or not server.alive(), STOP_GRACE_S)
+            server.terminate()
+            if not await _until(lambda: not server.alive(), STOP_GRACE_S):
                 server.kill_now()
-                await anyio.to_thread.run_sync(server.process.wait)
-            server.kill_now()  # anything the server itself started
+                await _until(lambda: not server.alive(), STOP_GRACE_S)
+            server.child.zygote.abandon(server.child)  # also anything the server started
             self._servers.discard(server)
             unclaim_address(server.address)
             server.log_path.unlink(missing_ok=True)
@@ -262,6 +307,7 @@ class ServerPool:
             async with anyio.create_task_group() as tg:
                 for server in list(self._servers):
                     tg.start_soon(self._stop, server)
+            await self._close_zygote()
             if self._health_client is not None:
                 await self._health_client.aclose()
                 self._health_client = None
@@ -270,10 +316,13 @@ class ServerPool:
             self._atexit = False
 
     def kill_now(self) -> None:
-        """Last resort (interpreter exit): SIGKILL every server's process group."""
+        """Last resort (interpreter exit): SIGKILL every server's process group and the
+        zygote."""
         for server in list(self._servers):
             server.kill_now()
             unclaim_address(server.address)
+        if self._zygote is not None:
+            self._zygote.kill_now()
 
 
 class AenvLocalBackend:
