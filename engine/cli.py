@@ -28,6 +28,7 @@ from engine.config import (
     check_float,
     endpoint_from_env,
     plan_episodes,
+    require_endpoint,
     user_from_env,
 )
 from engine.console import RunProgress, summary_table
@@ -205,17 +206,18 @@ def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
             )
     if name not in POLICIES:
         raise ConfigError.choice("policy", name, POLICIES)
-    if name == "openai" and endpoint is None:
-        raise ConfigError("policy 'openai' needs a model endpoint: pass --base-url or set OPENAI_BASE_URL")
     sampling = Sampling(
         temperature=args.temperature,
         top_p=args.top_p,
         max_tokens=args.max_tokens,
         seed=args.seed,
     )
-    return PolicyConfig(
+    policy = PolicyConfig(
         name=name, latency_ms=args.latency_ms, noise=args.noise, endpoint=endpoint, sampling=sampling
     )
+    if name == "openai":
+        require_endpoint(policy)
+    return policy
 
 
 def _user(args: argparse.Namespace) -> UserConfig:

@@ -202,6 +202,16 @@ def check_bool(name: str, value: object) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
+def require_endpoint(policy: PolicyConfig) -> Endpoint:
+    """The endpoint of a policy that needs one (`openai`)."""
+    if policy.endpoint is None:
+        raise ConfigError(
+            "policy 'openai' needs a model endpoint: pass --base-url (base_url=) or set "
+            f"OPENAI_BASE_URL; offline policies: {', '.join(OFFLINE_POLICIES)}"
+        )
+    return policy.endpoint
+
+
 def endpoint_from_env(model: str | None = None) -> Endpoint | None:
     """The policy endpoint from OPENAI_BASE_URL / OPENAI_API_KEY, if set."""
     base_url = os.environ.get("OPENAI_BASE_URL")
@@ -281,11 +291,8 @@ def spec_from_data(
     if "policy" in data:
         policy = replace(policy, name=check_choice("policy", data["policy"], POLICIES))
     policy = replace(policy, sampling=sampling_from(data.get("gconfig"), policy.sampling))
-    if policy.name == "openai" and policy.endpoint is None:
-        raise ConfigError(
-            "policy 'openai' needs a model endpoint: set OPENAI_BASE_URL (or pass base_url); "
-            f"offline policies: {', '.join(OFFLINE_POLICIES)}"
-        )
+    if policy.name == "openai":
+        require_endpoint(policy)
     timeout = data.get("timeout")
     return EpisodeSpec(
         domain=domain,

@@ -76,3 +76,18 @@ def test_event_orjson_cannot_encode_is_still_written_and_the_writer_lives_on(tmp
     events = list(read_events(path))
     assert [e["event"] for e in events] == ["tool_call", "episode_end"]
     assert b'"amount": 123456789012345678901234567890' in path.read_bytes()  # written exactly
+
+
+def test_console_sink_prints_one_line_per_event_without_bulky_fields() -> None:
+    import io
+
+    from engine.events import ConsoleSink
+
+    stream = io.StringIO()
+    log = EventLog("r", [ConsoleSink(stream)])
+    log.emit("tool_call", name="get_user", result="x" * 500)
+    log.emit("reward", reward=1.0, reward_info={"db_check": {"db_match": True}})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "get_user" in lines[0] and "x" * 500 not in lines[0]
+    assert "reward" in lines[1] and "db_match" not in lines[1]

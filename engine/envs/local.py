@@ -46,9 +46,7 @@ def system_prompt(task: Task, policy: str, *, solo_mode: bool) -> str:
         return llm_agent.SYSTEM_PROMPT_SOLO.format(
             agent_instruction=instruction, domain_policy=policy, ticket=task.ticket
         )
-    return llm_agent.SYSTEM_PROMPT.format(
-        agent_instruction=llm_agent.AGENT_INSTRUCTION, domain_policy=policy
-    )
+    return llm_agent.SYSTEM_PROMPT.format(agent_instruction=llm_agent.AGENT_INSTRUCTION, domain_policy=policy)
 
 
 _schemas: dict[tuple[type, type, bool], tuple[ToolSchema, ...]] = {}
@@ -119,23 +117,33 @@ def score_trajectory(
     return Score(reward=float(info.reward), reward_info=info.model_dump(mode="json"))
 
 
+_user_schemas: dict[type, list[dict[str, Any]] | None] = {}
+
+
 def user_tool_schemas(env: Environment) -> list[dict[str, Any]] | None:
-    """The user's tools as OpenAI tool schemas (None when the domain gives the user none)."""
+    """The user's tools as OpenAI tool schemas (None when the domain gives the user none);
+    built once per user toolkit class, as `tool_schemas` are."""
     if env.user_tools is None:
         return None
-    return [tool.openai_schema for tool in env.get_user_tools()] or None
+    key = type(env.user_tools)
+    if key not in _user_schemas:
+        _user_schemas[key] = [tool.openai_schema for tool in env.get_user_tools()] or None
+    return _user_schemas[key]
 
 
-def make_user(config: UserConfig, task: Task, run_tool: Any, *,
-              user_tools: list[dict[str, Any]] | None = None, seed: int | None = None,
-              ) -> UserSimulator:
+def make_user(
+    config: UserConfig,
+    task: Task,
+    run_tool: Any,
+    *,
+    user_tools: list[dict[str, Any]] | None = None,
+    seed: int | None = None,
+) -> UserSimulator:
     if config.kind == "scripted":
         return ScriptedUser(task, run_tool)
     if config.kind == "llm":
         if config.endpoint is None:
-            raise ConfigError(
-                "user 'llm' needs an endpoint: set TAU2_USER_LLM and TAU2_USER_LLM_API_BASE"
-            )
+            raise ConfigError("user 'llm' needs an endpoint: set TAU2_USER_LLM and TAU2_USER_LLM_API_BASE")
         return LLMUser(config.endpoint, task, run_tool, tools=user_tools, seed=seed)
     raise ConfigError.choice("user", config.kind, ("llm", "scripted"))
 
@@ -143,9 +151,7 @@ def make_user(config: UserConfig, task: Task, run_tool: Any, *,
 class LocalSession:
     """An in-process tau2 environment for one episode."""
 
-    def __init__(
-        self, spec: EpisodeSpec, task: Task, env: Environment, cpu: anyio.CapacityLimiter
-    ) -> None:
+    def __init__(self, spec: EpisodeSpec, task: Task, env: Environment, cpu: anyio.CapacityLimiter) -> None:
         self.spec = spec
         self.task = task
         self.solo_mode = spec.solo_mode
@@ -155,9 +161,14 @@ class LocalSession:
         self.tools = tool_schemas(env, solo_mode=spec.solo_mode)
         self.history = history_of(task)
         self.user: UserSimulator | None = (
-            None if spec.solo_mode else make_user(
-                spec.user, task, self._run_user_tool,
-                user_tools=user_tool_schemas(env), seed=spec.seed + spec.sample,
+            None
+            if spec.solo_mode
+            else make_user(
+                spec.user,
+                task,
+                self._run_user_tool,
+                user_tools=user_tool_schemas(env),
+                seed=spec.seed + spec.sample,
             )
         )
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from agents import Model, OpenAIChatCompletionsModel
 
 from engine.clients import LoopPools, http_client_override
-from engine.config import EpisodeSpec
-from engine.errors import ConfigError
+from engine.config import EpisodeSpec, require_endpoint
 
 
 class OpenAIPolicy:
@@ -18,10 +17,6 @@ class OpenAIPolicy:
         self.pools = LoopPools(max_connections)
 
     def model(self, spec: EpisodeSpec) -> Model:
-        endpoint = spec.policy.endpoint
-        if endpoint is None:
-            raise ConfigError(
-                "policy 'openai' needs a model endpoint: pass --base-url or set OPENAI_BASE_URL"
-            )
+        endpoint = require_endpoint(spec.policy)
         client = self.pools.pool().client(endpoint, http_client_override())
         return OpenAIChatCompletionsModel(model=endpoint.model, openai_client=client)
