@@ -34,7 +34,8 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvSession, ToolSchema
-from engine.events import EventLog
+from engine.errors import EmptyMessage, EngineError
+from engine.events import EventLog, emit_in_episode
 from engine.retry import call_with_retries, retry_events, retry_policy
 from engine.trajectory import (
     DONE_TOOL,
@@ -72,6 +73,8 @@ class EpisodeState:
     model_calls: int = 0
     """Requests sent to the policy model (not idempotent for a recording proxy such as AReaL's)."""
     stopped: bool = False
+    failure: EngineError | None = None
+    """Why the conversation ended agent_error, when it ended on its own (e.g. TextInSolo)."""
     skipped_calls: set[str] = field(default_factory=set)
     unknown_tool: Callable[[str], Tool] | None = None
     """Builds a tool for a name the model made up; the environment answers it with an error."""
@@ -141,6 +144,21 @@ def _text_of(item: ResponseOutputMessage) -> str:
     return "".join(getattr(part, "text", "") or "" for part in item.content)
 
 
+EMPTY_REPLY_RETRIES = 3
+"""Times an empty reply is asked again before the episode ends agent_error (tau2's
+DEFAULT_MAX_RETRIES, which its generate() spends on empty replies)."""
+
+
+def _is_empty(response: ModelResponse) -> bool:
+    """No tool call and no text but whitespace: what tau2's AssistantMessage.validate rejects."""
+    for item in response.output:
+        if isinstance(item, ResponseFunctionToolCall):
+            return False
+        if isinstance(item, ResponseOutputMessage) and _text_of(item).strip():
+            return False
+    return True
+
+
 class ObservedModel(Model):
     """Wraps the policy model: budget checks, the model-call limiter, `turn` events."""
 
@@ -167,9 +185,10 @@ class ObservedModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
         self.state.check_budget()
-        self.state.model_calls += 1
+        endpoint = self.state.spec.policy.endpoint
 
         async def attempt() -> tuple[ModelResponse, float]:
+            self.state.model_calls += 1
             async with self.limiter:
                 started = time.perf_counter()
                 response = await self.inner.get_response(
@@ -186,10 +205,26 @@ class ObservedModel(Model):
                 )
                 return response, time.perf_counter() - started
 
-        endpoint = self.state.spec.policy.endpoint
-        response, latency = await call_with_retries(
-            attempt, retry_policy(endpoint), what="model call", on_retry=retry_events("model_call")
-        )
+        for asked in range(EMPTY_REPLY_RETRIES + 1):
+            response, latency = await call_with_retries(
+                attempt, retry_policy(endpoint), what="model call", on_retry=retry_events("model_call")
+            )
+            if not _is_empty(response):
+                break
+            if asked == EMPTY_REPLY_RETRIES:
+                raise EmptyMessage(
+                    f"the agent's reply had neither text nor tool calls, {asked + 1} times in a row "
+                    "(tau2's AssistantMessage.validate rejects such a message)"
+                )
+            # tau2's generate() asks again after an empty reply, up to its retry budget
+            emit_in_episode(
+                "retry",
+                attempt=asked,
+                error_type=EmptyMessage.__name__,
+                error="empty reply (no text, no tool calls): asking again",
+                backoff_s=0.0,
+                scope="model_call",
+            )
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
         known = {tool.name for tool in tools}
@@ -302,6 +337,9 @@ def function_tools(schemas: Sequence[ToolSchema]) -> list[Tool]:
 
 
 def model_settings(spec: EpisodeSpec) -> ModelSettings:
+    """The request settings of stock tau2's agents: `tool_choice` "required" for the solo
+    agent (LLMSoloAgent), "auto" otherwise (tau2's generate() with tools); no
+    `parallel_tool_calls` (stock sends none); the configured sampling."""
     sampling = spec.policy.sampling
     extra: dict[str, Any] = {}
     if sampling.seed is not None:
@@ -309,9 +347,9 @@ def model_settings(spec: EpisodeSpec) -> ModelSettings:
         extra["seed"] = sampling.seed + spec.sample
     return ModelSettings(
         temperature=sampling.temperature,
-        top_p=sampling.top_p,
+        top_p=None if sampling.top_p == 1.0 else sampling.top_p,  # 1.0: the API default, unsent
         max_tokens=sampling.max_tokens,
-        parallel_tool_calls=False,
+        tool_choice="required" if spec.solo_mode else "auto",
         extra_args=extra or None,
     )
 
@@ -340,6 +378,7 @@ def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> tuple
         tools=function_tools(session.tools),
         model=model,
         model_settings=model_settings(state.spec),
+        reset_tool_choice=False,  # tau2 sends the same tool_choice on every call
         tool_use_behavior=StopAtTools(stop_at_tool_names=[DONE_TOOL])
         if session.solo_mode
         else "run_llm_again",

@@ -18,7 +18,16 @@ from rich.console import Console
 from engine import catalog
 from engine.config import (
     BACKENDS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_USER_MAX_TOKENS,
+    OFFLINE_POLICIES,
     POLICIES,
+    POLICY_RETRIES_ENV,
+    POLICY_TIMEOUT_ENV,
+    USER_MAX_TOKENS_ENV,
+    USER_RETRIES_ENV,
+    USER_TIMEOUT_ENV,
     USERS,
     Endpoint,
     EngineConfig,
@@ -26,8 +35,11 @@ from engine.config import (
     Sampling,
     UserConfig,
     check_float,
+    default_user,
     endpoint_from_env,
+    model_name,
     plan_episodes,
+    request_options,
     require_endpoint,
     user_from_env,
 )
@@ -141,9 +153,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated model latency for scripted policies",
     )
     run.add_argument(
-        "--solo", choices=("auto", "on", "off"), default="auto", help="solo mode (auto: tasks with a ticket)"
+        "--solo",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="solo mode (auto: off for a real policy, tau2's standard setting; for offline "
+        "policies on for tasks with a ticket)",
     )
-    run.add_argument("--user", default="scripted", help=f"non-solo user: one of {', '.join(USERS)}")
+    run.add_argument(
+        "--user",
+        default=None,
+        help=f"non-solo user: one of {', '.join(USERS)} (default: llm for --policy openai, else scripted)",
+    )
+    run.add_argument(
+        "--user-model", default=None, help="LLM user model (or TAU2_USER_LLM; openai/<m> accepted)"
+    )
+    run.add_argument(
+        "--user-base-url", default=None, help="LLM user endpoint (or TAU2_USER_LLM_API_BASE)"
+    )
+    run.add_argument("--user-api-key", default=None, help="LLM user key (or TAU2_USER_LLM_API_KEY)")
+    run.add_argument(
+        "--user-max-tokens",
+        type=_positive_int("--user-max-tokens"),
+        default=None,
+        help=f"completion limit per LLM user call (or {USER_MAX_TOKENS_ENV}; "
+        f"default {DEFAULT_USER_MAX_TOKENS})",
+    )
+    run.add_argument(
+        "--request-timeout",
+        type=_number("--request-timeout", strict=True),
+        default=None,
+        help=f"deadline of one policy model request, s (or {POLICY_TIMEOUT_ENV}; "
+        f"default {DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
+    run.add_argument(
+        "--max-retries",
+        type=_positive_int("--max-retries", 0),
+        default=None,
+        help=f"retries of a failed policy model request (or {POLICY_RETRIES_ENV}; "
+        f"default {DEFAULT_MAX_RETRIES})",
+    )
+    run.add_argument(
+        "--user-request-timeout",
+        type=_number("--user-request-timeout", strict=True),
+        default=None,
+        help=f"deadline of one LLM user request, s (or {USER_TIMEOUT_ENV})",
+    )
+    run.add_argument(
+        "--user-max-retries",
+        type=_positive_int("--user-max-retries", 0),
+        default=None,
+        help=f"retries of a failed LLM user request (or {USER_RETRIES_ENV})",
+    )
     run.add_argument(
         "--events", default=None, metavar="PATH", help="JSONL events file (default runs/events-RUNID.jsonl)"
     )
@@ -189,14 +249,16 @@ def _stdout_to_logging() -> Iterator[IO[str]]:
 
 def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
     endpoint: Endpoint | None = None
+    options = request_options(timeout_s=args.request_timeout, max_retries=args.max_retries)
     if args.base_url:
         endpoint = Endpoint(
             base_url=args.base_url,
             api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
-            model=args.model or "default",
+            model=model_name(args.model or "default"),
+            **options,
         )
     else:
-        endpoint = endpoint_from_env(args.model)
+        endpoint = endpoint_from_env(args.model, timeout_s=args.request_timeout, max_retries=args.max_retries)
     name = args.policy
     if name is None:
         name = "openai" if endpoint is not None else "oracle"
@@ -220,14 +282,32 @@ def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
     return policy
 
 
-def _user(args: argparse.Namespace) -> UserConfig:
+def _user(args: argparse.Namespace, policy: PolicyConfig, out: Console) -> UserConfig | None:
+    """The user the flags ask for (None: the run's default, see config.default_user)."""
+    llm = {
+        "model": args.user_model,
+        "base_url": args.user_base_url,
+        "api_key": args.user_api_key,
+        "timeout_s": args.user_request_timeout,
+        "max_retries": args.user_max_retries,
+        "max_tokens": args.user_max_tokens,
+    }
+    if args.user is None:
+        return None if args.solo == "on" else default_user(policy, **llm)
     if args.user not in USERS:
         raise ConfigError.choice("user", args.user, USERS)
     if args.user == "llm":
-        user = user_from_env()
+        user = user_from_env(**llm)
         if user.kind != "llm":
-            raise ConfigError("--user llm needs TAU2_USER_LLM and TAU2_USER_LLM_API_BASE")
+            raise ConfigError(
+                "--user llm needs --user-model and --user-base-url (or TAU2_USER_LLM and "
+                "TAU2_USER_LLM_API_BASE)"
+            )
         return user
+    if policy.name not in OFFLINE_POLICIES:
+        out.print(
+            "note: a real policy with the scripted user (tau2's standard setting is --user llm)"
+        )
     return UserConfig()
 
 
@@ -248,7 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             seed=args.seed or 0,
             policy=policy,
-            user=_user(args),
+            user=_user(args, policy, out),
             timeout_s=args.timeout,
         )
         config = EngineConfig(
@@ -279,21 +359,49 @@ def cmd_run(args: argparse.Namespace) -> int:
                 summary, signalled = anyio.run(run_until_signalled, engine, specs, progress.advance, events)
         finally:
             events.close()
+        if signalled is not None:
+            return signalled
+        if summary.stopped_by is not None:
+            out.print(f"events: {events_path}")
+            print(f"tau2-engine: error: run stopped: {summary.stopped_by.error}", file=sys.stderr)
+            return EXIT_FAILURE
         out.print(
             summary_table(summary, title=f"tau2-engine run {config.run_id} ({args.domain}, {policy.name})")
         )
         out.print(f"events: {events_path}")
-    return signalled if signalled is not None else EXIT_OK
+        if summary.all_infra_errors:
+            first = summary.results[0]
+            print(
+                f"tau2-engine: error: all {summary.episodes} episodes ended infra_error "
+                f"(first: {first.error_type}: {first.error})",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+    return EXIT_OK
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    for task_id in catalog.task_set(catalog.check_domain(args.domain), args.split).ids:
-        print(task_id)
+    ids = catalog.task_set(catalog.check_domain(args.domain), args.split).ids
+    try:
+        for task_id in ids:
+            print(task_id)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) has gone: stop quietly, and keep the interpreter's
+        # final flush from raising again on the closed pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["analyze"]:  # its own parser, -h included
+        from engine.analysis.cli import main_analyze
+
+        return main_analyze(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":

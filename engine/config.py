@@ -19,6 +19,15 @@ BACKENDS: tuple[str, ...] = ("aenv", "aenv-local", "local")
 USERS: tuple[str, ...] = ("llm", "scripted")
 DEFAULT_MAX_STEPS = 200  # tau2's DEFAULT_MAX_STEPS
 DEFAULT_MAX_ERRORS = 10  # tau2's DEFAULT_MAX_ERRORS
+DEFAULT_REQUEST_TIMEOUT_S = 600.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_USER_MAX_TOKENS = 2048
+
+POLICY_TIMEOUT_ENV = "TAU2_ENGINE_REQUEST_TIMEOUT"
+POLICY_RETRIES_ENV = "TAU2_ENGINE_MAX_RETRIES"
+USER_TIMEOUT_ENV = "TAU2_USER_LLM_TIMEOUT"
+USER_RETRIES_ENV = "TAU2_USER_LLM_MAX_RETRIES"
+USER_MAX_TOKENS_ENV = "TAU2_USER_LLM_MAX_TOKENS"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,9 +54,9 @@ class Endpoint:
     """Bearer token sent as Authorization."""
     model: str = "default"
     """Model name sent in each request."""
-    timeout_s: float = 600.0
+    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     """Deadline of one HTTP request (a timeout is retried like a 5xx)."""
-    max_retries: int = 5
+    max_retries: int = DEFAULT_MAX_RETRIES
     """Retries of a call after transient failures (connection, timeout, 429, 5xx)."""
     backoff_s: float = 0.5
     """Base of the exponential retry backoff (attempt n waits up to backoff_s * 2**n)."""
@@ -77,6 +86,8 @@ class UserConfig:
     """One of USERS."""
     endpoint: Endpoint | None = None
     """llm: the user model endpoint."""
+    max_tokens: int = DEFAULT_USER_MAX_TOKENS
+    """llm: completion token limit of one user-simulator call."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,7 +223,50 @@ def require_endpoint(policy: PolicyConfig) -> Endpoint:
     return policy.endpoint
 
 
-def endpoint_from_env(model: str | None = None) -> Endpoint | None:
+def _env_value(name: str, check: Any, **bounds: Any) -> Any:
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        value = float(text) if check is check_float else int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    return check(name, value, **bounds)
+
+
+def request_options(
+    *, timeout_s: object = None, max_retries: object = None, user: bool = False
+) -> dict[str, Any]:
+    """Endpoint request timeout and retry budget: the given values (flags, kwargs, `data`),
+    else the environment (TAU2_ENGINE_REQUEST_TIMEOUT / TAU2_ENGINE_MAX_RETRIES for the
+    policy, TAU2_USER_LLM_TIMEOUT / TAU2_USER_LLM_MAX_RETRIES for the user), else the
+    defaults. Returns the Endpoint fields to set."""
+    timeout_env, retries_env = (USER_TIMEOUT_ENV, USER_RETRIES_ENV) if user else (
+        POLICY_TIMEOUT_ENV, POLICY_RETRIES_ENV)
+    who = "user_" if user else ""
+    out: dict[str, Any] = {}
+    if timeout_s is None:
+        timeout_s = _env_value(timeout_env, check_float, minimum=0, strict=True)
+    else:
+        timeout_s = check_float(f"{who}request_timeout", timeout_s, minimum=0, strict=True)
+    if timeout_s is not None:
+        out["timeout_s"] = timeout_s
+    if max_retries is None:
+        max_retries = _env_value(retries_env, check_int, minimum=0)
+    else:
+        max_retries = check_int(f"{who}max_retries", max_retries, minimum=0)
+    if max_retries is not None:
+        out["max_retries"] = max_retries
+    return out
+
+
+def model_name(name: str) -> str:
+    """A model name as sent to the endpoint; litellm-style `openai/<model>` (as in the
+    original example's TAU2_USER_LLM) names `<model>` on an OpenAI-compatible endpoint."""
+    return name.removeprefix("openai/") or name
+
+
+def endpoint_from_env(model: str | None = None, **options: Any) -> Endpoint | None:
     """The policy endpoint from OPENAI_BASE_URL / OPENAI_API_KEY, if set."""
     base_url = os.environ.get("OPENAI_BASE_URL")
     if not base_url:
@@ -220,7 +274,8 @@ def endpoint_from_env(model: str | None = None) -> Endpoint | None:
     return Endpoint(
         base_url=base_url,
         api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
-        model=model or os.environ.get("OPENAI_MODEL") or "default",
+        model=model_name(model or os.environ.get("OPENAI_MODEL") or "default"),
+        **request_options(**options),
     )
 
 
@@ -230,19 +285,34 @@ def policy_from_env() -> PolicyConfig:
     return PolicyConfig(name="openai", endpoint=endpoint) if endpoint else PolicyConfig()
 
 
-def user_from_env() -> UserConfig:
-    """The user simulator from TAU2_USER_LLM* (the original example's variables)."""
-    model = os.environ.get("TAU2_USER_LLM")
-    base_url = os.environ.get("TAU2_USER_LLM_API_BASE")
+def user_from_env(
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout_s: object = None,
+    max_retries: object = None,
+    max_tokens: object = None,
+) -> UserConfig:
+    """The LLM user simulator from the given values, else TAU2_USER_LLM,
+    TAU2_USER_LLM_API_BASE, TAU2_USER_LLM_API_KEY (the original example's variables) and
+    TAU2_USER_LLM_TIMEOUT / _MAX_RETRIES / _MAX_TOKENS; the scripted user when no model
+    or base URL is configured."""
+    model = model or os.environ.get("TAU2_USER_LLM")
+    base_url = base_url or os.environ.get("TAU2_USER_LLM_API_BASE")
     if not model or not base_url:
         return UserConfig()
+    if max_tokens is None:
+        max_tokens = _env_value(USER_MAX_TOKENS_ENV, check_int, minimum=1) or DEFAULT_USER_MAX_TOKENS
     return UserConfig(
         kind="llm",
         endpoint=Endpoint(
             base_url=base_url,
-            api_key=os.environ.get("TAU2_USER_LLM_API_KEY") or "EMPTY",
-            model=model,
+            api_key=api_key or os.environ.get("TAU2_USER_LLM_API_KEY") or "EMPTY",
+            model=model_name(model),
+            **request_options(timeout_s=timeout_s, max_retries=max_retries, user=True),
         ),
+        max_tokens=check_int("user_max_tokens", max_tokens, minimum=1),
     )
 
 
@@ -292,7 +362,13 @@ def spec_from_data(
         policy = replace(policy, name=check_choice("policy", data["policy"], POLICIES))
     policy = replace(policy, sampling=sampling_from(data.get("gconfig"), policy.sampling))
     if policy.name == "openai":
-        require_endpoint(policy)
+        endpoint = require_endpoint(policy)
+        overrides = {k: data[k] for k in ("request_timeout", "max_retries") if data.get(k) is not None}
+        if overrides:
+            options = request_options(
+                timeout_s=overrides.get("request_timeout"), max_retries=overrides.get("max_retries")
+            )
+            policy = replace(policy, endpoint=replace(endpoint, **options))
     timeout = data.get("timeout")
     return EpisodeSpec(
         domain=domain,
@@ -308,8 +384,10 @@ def spec_from_data(
     )
 
 
-def _solo_mode(task: Any, requested: object) -> bool:
+def _solo_mode(task: Any, requested: object, policy: PolicyConfig | None = None) -> bool:
     if requested is None:
+        if policy is not None and policy.name not in OFFLINE_POLICIES:
+            return False  # tau2's standard setting: the agent talks to a simulated user
         return catalog.default_solo_mode(task)
     solo = check_bool("solo_mode", requested)
     if solo and not catalog.supports_solo(task):
@@ -318,6 +396,20 @@ def _solo_mode(task: Any, requested: object) -> bool:
             "(use solo_mode=false: the agent talks to a simulated user)"
         )
     return solo
+
+
+def default_user(policy: PolicyConfig, **llm: Any) -> UserConfig:
+    """The user of a run that did not name one: tau2's LLM user simulator for a real
+    policy (from `llm` or TAU2_USER_LLM*), the scripted user for offline policies."""
+    user = user_from_env(**llm)
+    if policy.name not in OFFLINE_POLICIES and user.kind != "llm":
+        raise ConfigError(
+            "a real policy talks to tau2's LLM user simulator (non-solo, tau2's standard "
+            "setting): pass --user-model and --user-base-url (or set TAU2_USER_LLM and "
+            "TAU2_USER_LLM_API_BASE); --user scripted runs it against the scripted user, "
+            "--solo on runs tasks with a ticket solo"
+        )
+    return user
 
 
 def plan_episodes(
@@ -334,7 +426,10 @@ def plan_episodes(
     user: UserConfig | None = None,
     timeout_s: float | None = None,
 ) -> list[EpisodeSpec]:
-    """The episodes of a run: each selected task `n_samples` times, task-major order."""
+    """The episodes of a run: each selected task `n_samples` times, task-major order.
+
+    `solo_mode` None: non-solo for a real policy (tau2's standard setting), tasks with a
+    ticket solo for offline policies. `user` None: `default_user(policy)`."""
     catalog.check_domain(domain)
     check_int("n_samples", n_samples, minimum=1)
     check_int("max_steps", max_steps, minimum=1)
@@ -350,8 +445,10 @@ def plan_episodes(
     if limit is not None:
         tasks = tasks[:limit]
     specs = []
-    for task in tasks:
-        solo = _solo_mode(task, solo_mode)
+    solos = [_solo_mode(task, solo_mode, policy) for task in tasks]
+    if user is None:
+        user = default_user(policy or PolicyConfig()) if not all(solos) else UserConfig()
+    for task, solo in zip(tasks, solos, strict=True):
         for sample in range(n_samples):
             specs.append(
                 EpisodeSpec(
@@ -363,7 +460,7 @@ def plan_episodes(
                     max_steps=max_steps,
                     seed=seed,
                     policy=policy or PolicyConfig(),
-                    user=user or UserConfig(),
+                    user=user,
                     timeout_s=timeout_s,
                 )
             )

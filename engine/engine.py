@@ -22,7 +22,7 @@ from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec
 from engine.envs.base import EnvBackend
 from engine.envs.local import LocalBackend
 from engine.episode import EpisodeRuntime, run_episode
-from engine.errors import ConfigError, EnvError
+from engine.errors import ConfigError, EndpointRejected, EnvError
 from engine.events import EventLog, episode_context
 from engine.loop_lag import LoopLagMonitor, peak_rss_mb
 from engine.policies.factory import ModelFactory
@@ -168,6 +168,10 @@ class Engine:
                     async for result in results:
                         if on_result is not None:
                             on_result(result)
+                        if result.error_type == EndpointRejected.__name__:
+                            # a bad key or model fails every episode alike: stop at the first
+                            summary.stopped_by = result
+                            break
                 tg.cancel_scope.cancel()
             interrupted = False
         finally:

@@ -20,7 +20,15 @@ from agents.exceptions import AgentsException, MaxTurnsExceeded, ModelBehaviorEr
 from engine.agent import EpisodeState, EpisodeStop, ObservedModel, build_agent, input_items
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvBackend, EnvSession, Score
-from engine.errors import AgentMisbehaved, ConfigError
+from engine.errors import (
+    AgentMisbehaved,
+    ConfigError,
+    EngineError,
+    ScoringFailed,
+    StepBudgetExhausted,
+    TextInSolo,
+    TooManyToolErrors,
+)
 from engine.events import EventLog, episode_context
 from engine.results import EpisodeResult, Status
 from engine.trajectory import Trajectory, assistant_message, calls_of
@@ -110,10 +118,12 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                 async with runtime.env_limiter, runtime.backend.session(spec) as session:
                     state = EpisodeState(spec=spec, trajectory=Trajectory(), events=events)
                     termination = await _converse(session, state, runtime)
-                    score = await session.score(state.trajectory.messages, termination)
+                    score = await _score(session, state, termination)
             if deadline is not None and deadline.cancelled_caught:
                 raise EpisodeDeadline
             status = TERMINATION_STATUS.get(termination, Status.AGENT_ERROR)
+            if status is not Status.COMPLETED:
+                error = _termination_error(termination, state)
             events.emit(
                 "reward", reward=score.reward, reward_info=score.reward_info, termination_reason=termination
             )
@@ -168,6 +178,33 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
         return result
 
 
+async def _score(session: EnvSession, state: EpisodeState, termination: str) -> Score:
+    """tau2's reward of the finished conversation. An exception from tau2's evaluator
+    (not from the environment's transport) is about the trajectory the agent left: stock
+    tau2 records such a run as an agent_error with reward 0."""
+    try:
+        return await session.score(state.trajectory.messages, termination)
+    except (EngineError, anyio.get_cancelled_exc_class()):
+        raise
+    except Exception as exc:
+        raise ScoringFailed(
+            f"tau2's evaluator raised after the conversation ended ({termination}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _termination_error(termination: str, state: EpisodeState) -> EngineError:
+    """Why a conversation that ended on its own did not complete."""
+    spec = state.spec
+    if termination == "max_steps":
+        return StepBudgetExhausted(f"the episode used its max_steps={spec.max_steps} steps")
+    if termination == "too_many_errors":
+        return TooManyToolErrors(f"{state.tool_errors} tool calls failed (max_errors={spec.max_errors})")
+    if state.failure is not None:
+        return state.failure
+    return AgentMisbehaved(f"the conversation ended {termination}")
+
+
 def _describe(error: BaseException | None, status: Status) -> str | None:
     if error is None:
         return None
@@ -199,7 +236,13 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
             await Runner.run(
                 agent, input=conversation, context=context, max_turns=max_turns, run_config=run_config
             )
-            return "agent_stop" if state.stopped else "agent_error"
+            if state.stopped:
+                return "agent_stop"
+            state.failure = TextInSolo(
+                "the solo agent answered in text instead of calling a tool (tau2 ends the run "
+                f"agent_error): {_last_text(state)!r}"
+            )
+            return "agent_error"
         agent_text = _opening(state)
         conversation = input_items(list(state.trajectory.messages))
         while True:
@@ -223,6 +266,13 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
         if isinstance(inner, EpisodeStop):
             return inner.reason
         raise
+
+
+def _last_text(state: EpisodeState) -> str:
+    for message in reversed(state.trajectory.messages):
+        if message.role == "assistant":
+            return (message.content or "")[:300]
+    return ""
 
 
 def _opening(state: EpisodeState) -> str:

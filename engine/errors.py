@@ -5,8 +5,15 @@
     EngineError
     ├── ConfigError (also ValueError)   bad CLI flag, `data` field or config value
     ├── EnvError                         environment backend failed (infra)
-    ├── ModelError                       model endpoint failed after retries (infra)
-    ├── AgentMisbehaved                  policy output unusable past recovery
+    ├── ModelError                       model endpoint failed (infra_error)
+    │   └── EndpointRejected             401/403/404: bad key or unknown model; the run stops
+    ├── AgentMisbehaved                  the policy's own failure (agent_error, never retried)
+    │   ├── ContextOverflow              the conversation outgrew the model's context window
+    │   ├── EmptyMessage                 a reply with neither text nor tool calls
+    │   ├── TextInSolo                   a solo agent answered in text instead of a tool call
+    │   ├── TooManyToolErrors            tau2's tool-error budget (max_errors) ran out
+    │   └── ScoringFailed                tau2's evaluator raised on the finished trajectory
+    ├── StepBudgetExhausted              tau2's max_steps reached (status max_steps)
     └── EpisodeDiscarded                 AReaL hook: the episode must not be trained on
         (infra_error, timeout, cancelled); carries the EpisodeResult
 """
@@ -38,11 +45,45 @@ class EnvError(EngineError):
 
 
 class ModelError(EngineError):
-    """The model endpoint failed after its retry budget."""
+    """The model endpoint failed: a transient failure past the retry budget, or an answer
+    that is nobody's policy's fault (e.g. a 400 that is not a context overflow)."""
+
+
+class EndpointRejected(ModelError):
+    """The endpoint refused the run itself (401, 403, 404: a bad key, an unknown model or
+    path). Every other episode would fail the same way, so the run stops at the first."""
 
 
 class AgentMisbehaved(EngineError):
-    """The policy produced output the episode cannot continue from."""
+    """The policy produced output the episode cannot continue from. Subclasses name the
+    cause; their class name is the episode's `error_type`."""
+
+
+class ContextOverflow(AgentMisbehaved):
+    """The conversation plus the completion budget no longer fit the model's context
+    window: the policy's own runaway, so it is trained on (reward 0), never retried."""
+
+
+class EmptyMessage(AgentMisbehaved):
+    """The agent replied with neither content nor tool calls (tau2's
+    `AssistantMessage.validate` rejects such a message), also after re-asking."""
+
+
+class TextInSolo(AgentMisbehaved):
+    """A solo agent answered in text without stopping: tau2 ends such a run `agent_error`."""
+
+
+class TooManyToolErrors(AgentMisbehaved):
+    """The agent's tool calls failed `max_errors` times (tau2's too_many_errors)."""
+
+
+class ScoringFailed(AgentMisbehaved):
+    """tau2's evaluator raised on the trajectory the agent left (stock tau2 records such a
+    run as an agent_error with reward 0)."""
+
+
+class StepBudgetExhausted(EngineError):
+    """The episode used its `max_steps` (tau2's max_steps termination; status max_steps)."""
 
 
 class EpisodeDiscarded(EngineError):

@@ -77,6 +77,8 @@ class RunSummary:
     by_episode: dict[tuple[str, str, int], EpisodeResult] = field(default_factory=dict)
     attempts: int = 0
     duration_s: float = 0.0
+    stopped_by: EpisodeResult | None = None
+    """The episode whose failure stopped the run (the endpoint rejected it), if any."""
 
     def add(self, result: EpisodeResult) -> None:
         self.attempts += 1
@@ -104,6 +106,13 @@ class RunSummary:
         return pass_hat_k(self.results)
 
     @property
+    def all_infra_errors(self) -> bool:
+        """Every episode ended infra_error: the run measured nothing about the policy."""
+        return bool(self.by_episode) and all(
+            r.status is Status.INFRA_ERROR for r in self.by_episode.values()
+        )
+
+    @property
     def episodes_per_s(self) -> float:
         return self.episodes / self.duration_s if self.duration_s > 0 else 0.0
 
@@ -116,4 +125,7 @@ class RunSummary:
             "pass_hat_k": {str(k): v for k, v in self.pass_hat_k.items()},
             "duration_s": self.duration_s,
             "episodes_per_s": self.episodes_per_s,
+            "stopped_by": None
+            if self.stopped_by is None
+            else {"episode_id": self.stopped_by.episode_id, "error": self.stopped_by.error},
         }

@@ -1,8 +1,13 @@
-"""Retrying model calls: which endpoint failures are transient, and how long to back off.
+"""Model-call failures: what each one means, and retrying the transient ones.
 
-Connection errors, timeouts, 408/409/429 and 5xx answers are transient: the call is
-retried after a bounded exponential backoff with full jitter. Anything else (400, 401,
-a malformed response) is not retried. Past the budget the caller gets `ModelError`.
+- a context overflow (400 or 413, or a 5xx whose message says so) is the policy's own
+  runaway: `ContextOverflow` (agent_error), never retried;
+- 401, 403, 404 mean the run itself is misconfigured (key, model, path):
+  `EndpointRejected`, never retried, and the run stops;
+- connection errors, timeouts, 408/409/429 and other 5xx answers are transient: the call
+  is retried after a bounded exponential backoff with full jitter; past the budget the
+  caller gets `ModelError` (infra_error);
+- anything else (another 400, a malformed response) is raised as it is.
 """
 
 from __future__ import annotations
@@ -16,12 +21,25 @@ import anyio
 import openai
 
 from engine.config import Endpoint
-from engine.errors import ModelError
+from engine.errors import ContextOverflow, EndpointRejected, EngineError, ModelError
 from engine.events import emit_in_episode
 
 T = TypeVar("T")
 
 RETRYABLE_STATUS: frozenset[int] = frozenset({408, 409, 429})
+REJECTING_STATUS: frozenset[int] = frozenset({401, 403, 404})
+
+OVERFLOW_MARKERS: tuple[str, ...] = (
+    "context_length_exceeded",  # OpenAI's error code
+    "maximum context length",  # OpenAI, vLLM, llama-cpp-python
+    "context length",  # SGLang: "longer than the model's context length"
+    "context window",  # llama-cpp-python: "exceed context window"
+    "context size",  # llama.cpp server: "exceeds the available context size"
+    "prompt is too long",
+    "input is too long",
+    "too many tokens",
+)
+"""Phrases by which OpenAI-compatible servers report a prompt that does not fit."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +59,30 @@ class RetryPolicy:
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 
+def _error_text(exc: openai.APIStatusError) -> str:
+    return f"{exc.message} {exc.body!r}".lower()
+
+
+def is_context_overflow(exc: BaseException) -> bool:
+    """True when the endpoint says the prompt does not fit the model's context, whatever
+    status it chose for that (400, 413, or a 500 from some servers)."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code in REJECTING_STATUS:
+        return False
+    text = _error_text(exc)
+    return any(marker in text for marker in OVERFLOW_MARKERS)
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """True for 401, 403 and 404: the key, the model name or the URL is wrong."""
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in REJECTING_STATUS
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for endpoint failures worth retrying (connection, timeout, 408/409/429, 5xx)."""
+    """True for endpoint failures worth retrying (connection, timeout, 408/409/429, 5xx),
+    except a context overflow reported as 5xx (retrying it cannot help)."""
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, openai.APIStatusError) and not is_context_overflow(exc):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
     return False
 
@@ -56,7 +93,23 @@ def describe(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:500]
 
 
+def final_error(
+    exc: BaseException, what: str, *, overflow: type[EngineError] = ContextOverflow
+) -> EngineError | None:
+    """The engine error a failed call ends in without any retry (None: not final)."""
+    if is_context_overflow(exc):
+        return overflow(f"{what}: the conversation no longer fits the model's context ({describe(exc)})")
+    if is_rejection(exc):
+        assert isinstance(exc, openai.APIStatusError)
+        return EndpointRejected(
+            f"{what} rejected by {exc.request.url}: {describe(exc)} "
+            "(check the API key, the model name and the base URL)"
+        )
+    return None
+
+
 OnRetry = Callable[[int, BaseException, float], None]
+"""Called before each backoff: (failed attempt, its error, backoff seconds)."""
 
 
 def retry_events(scope: str) -> OnRetry:
@@ -75,22 +128,24 @@ def retry_events(scope: str) -> OnRetry:
     return on_retry
 
 
-"""Called before each backoff: (failed attempt, its error, backoff seconds)."""
-
-
 async def call_with_retries(
     call: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
     *,
     what: str,
     on_retry: OnRetry | None = None,
+    overflow: type[EngineError] = ContextOverflow,
 ) -> T:
-    """Await `call()`, retrying transient failures; raise ModelError past the budget."""
+    """Await `call()`, retrying transient failures; raise ModelError past the budget,
+    `overflow` on a context overflow and EndpointRejected on 401/403/404 at once."""
     attempt = 0
     while True:
         try:
             return await call()
         except Exception as exc:
+            final = final_error(exc, what, overflow=overflow)
+            if final is not None:
+                raise final from exc
             if not is_transient(exc):
                 raise
             if attempt >= policy.max_retries:
@@ -109,3 +164,5 @@ def retry_policy(endpoint: Endpoint | None) -> RetryPolicy:
     if endpoint is None:
         return RetryPolicy()
     return RetryPolicy(max_retries=endpoint.max_retries, backoff_s=endpoint.backoff_s)
+
+

@@ -26,6 +26,8 @@ from engine.config import (
     PolicyConfig,
     Sampling,
     check_float,
+    model_name,
+    request_options,
     sampling_from,
 )
 from engine.errors import ConfigError, EpisodeDiscarded
@@ -43,16 +45,21 @@ class Tau2Workflow:
         gconfig: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         discard_failures: bool = True,
+        request_timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> None:
         """`model`: model name sent to the endpoint (default OPENAI_MODEL or "default");
         `gconfig`: sampling defaults (`temperature`, `top_p`, `max_tokens`, `seed`) that
         `data["gconfig"]` overrides; `timeout`: episode deadline in seconds when `data`
         has none; `discard_failures`: raise EpisodeDiscarded (True) or return 0.0 for
-        infra_error, timeout and cancelled episodes."""
+        infra_error, timeout and cancelled episodes; `request_timeout` (s) and
+        `max_retries`: one model request's deadline and retry budget (default
+        TAU2_ENGINE_REQUEST_TIMEOUT / TAU2_ENGINE_MAX_RETRIES, else 600 s and 5)."""
         self.model = model
         self.sampling = sampling_from(gconfig, Sampling())
         self.timeout = None if timeout is None else check_float("timeout", timeout, minimum=0, strict=True)
         self.discard_failures = discard_failures
+        self.request_options = request_options(timeout_s=request_timeout, max_retries=max_retries)
 
     def endpoint(self, extra_kwargs: Mapping[str, Any]) -> Endpoint | None:
         """The model endpoint: AReaL's `base_url` / `api_key`, else the environment."""
@@ -61,7 +68,8 @@ class Tau2Workflow:
             return None
         api_key = extra_kwargs.get("api_key") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         model = self.model or os.environ.get("OPENAI_MODEL") or "default"
-        return Endpoint(base_url=str(base_url), api_key=str(api_key), model=model)
+        return Endpoint(base_url=str(base_url), api_key=str(api_key), model=model_name(model),
+                        **self.request_options)
 
     async def run(self, data: dict[str, Any], **extra_kwargs: Any) -> float:
         """Run the episode `data` describes; return tau2's reward as a float."""

@@ -3,9 +3,10 @@ in a thread of the test process (so a subprocess under test can reach it too).
 
 It answers `POST /v1/chat/completions` with whatever a responder function returns,
 records every request (headers and JSON body), and injects queued faults: an HTTP status
-(429, 5xx), a delay (to trip client timeouts), a tool call with malformed JSON arguments
-or with an unknown tool name. Responders here are stateless (they read the conversation
-in the request), so retried and concurrent requests get consistent answers.
+(429, 5xx) with an optional message, a delay (to trip client timeouts), a tool call with
+malformed JSON arguments or with an unknown tool name, a given reply (empty, text).
+Responders here are stateless (they read the conversation in the request), so retried and
+concurrent requests get consistent answers.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class Fault:
     """Answer with a call of the scripted tool whose arguments are not JSON."""
     unknown_tool: bool = False
     """Answer with a call of a tool that does not exist."""
+    message: str | None = None
+    """With `status`: the error message (default "injected <status>")."""
+    reply: Reply | None = None
+    """Answer with this instead of the responder's reply (e.g. `(None, [])`: empty)."""
 
 
 @dataclass
@@ -82,10 +87,11 @@ class FakeOpenAI:
             await asyncio.sleep(self.latency_s + fault.delay_s)
         if fault.status is not None:
             return JSONResponse(
-                {"error": {"message": f"injected {fault.status}", "type": "server_error"}},
+                {"error": {"message": fault.message or f"injected {fault.status}",
+                           "type": "server_error"}},
                 status_code=fault.status,
             )
-        content, calls = self.responder(body)
+        content, calls = fault.reply if fault.reply is not None else self.responder(body)
         prefix = "call_"
         if fault.unknown_tool:
             content, calls, prefix = None, [("frobnicate_widget", "{}")], BAD_CALL_PREFIX

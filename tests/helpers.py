@@ -34,7 +34,8 @@ def by_episode(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 def assert_event_invariants(events: list[dict[str, Any]]) -> None:
-    """Every episode_start has exactly one episode_end; every event has the common fields."""
+    """Every episode_start has exactly one episode_end; every event has the common fields;
+    every episode that did not complete says why."""
     starts = [e["episode_id"] for e in events if e["event"] == "episode_start"]
     ends = [e["episode_id"] for e in events if e["event"] == "episode_end"]
     assert sorted(starts) == sorted(ends)
@@ -44,6 +45,8 @@ def assert_event_invariants(events: list[dict[str, Any]]) -> None:
         assert e["timestamp"].endswith("Z")
         if e["event"] not in ("run_start", "run_end"):
             assert {"episode_id", "domain", "task_id", "sample", "attempt"} <= e.keys()
+        if e["event"] == "episode_end" and e["status"] != "completed":
+            assert e["error"] and e["error_type"], e
 
 
 class Compass:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,21 @@ def test_bad_input_gets_one_clear_line_and_exit_2(args: list[str], message: str)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_tasks_into_a_pipe_closed_early_ends_quietly() -> None:
+    """`tau2-engine tasks | head`: the reader is gone before the ids are written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([*CLI, "tasks", "--domain", "airline"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_analyze_help_is_help() -> None:
+    proc = run_cli("analyze", "-h")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: tau2-engine analyze") and "--html" in proc.stdout

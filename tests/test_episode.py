@@ -137,3 +137,20 @@ async def test_episode_reward_from_its_live_environment_equals_stock_rescoring(
         assert r.status is Status.COMPLETED
         stock = rescore(episodes[r.episode_id], domain=domain, task_id=r.task_id, solo_mode=solo[r.task_id])
         assert stock == r.reward, (r.task_id, r.sample)
+
+
+async def test_an_exception_in_tau2_scoring_after_the_agent_stopped_is_classified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stock tau2 records a run whose evaluation raised as agent_error, reward 0."""
+
+    def evaluator_raises(*args: object, **kwargs: object) -> None:
+        raise KeyError("reservation_id")
+
+    monkeypatch.setattr("engine.envs.local.score_trajectory", evaluator_raises)
+    summary, sink = await run_specs([EpisodeSpec(domain="telecom", task_id=TELECOM)])
+    [result] = summary.results
+    assert (result.status, result.error_type, result.reward) == (Status.AGENT_ERROR, "ScoringFailed", 0.0)
+    assert result.termination_reason == "agent_stop"
+    assert "after the conversation ended (agent_stop): KeyError: 'reservation_id'" in (result.error or "")
+    assert_event_invariants(sink.events)

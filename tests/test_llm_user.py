@@ -155,3 +155,89 @@ def test_cli_user_llm_from_environment(
     assert [(e["status"], e["reward"]) for e in ends] == [("completed", 1.0)]
     assert {r.headers["authorization"] for r in user.requests} == {"Bearer env-user-key"}
     assert {r.body["model"] for r in user.requests} == {"user-env-m"}
+
+
+def _cli_run(agent: FakeOpenAI, events: Path, *extra: str) -> int:
+    return main(
+        ["run", "--domain", "telecom", "--task-id", TASK.id, "--policy", "openai",
+         "--base-url", agent.base_url, "--api-key", "k", "--events", str(events), *extra]
+    )
+
+
+def test_cli_real_policy_runs_non_solo_with_the_llm_user_by_default(
+    servers: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path
+) -> None:
+    agent, user = servers
+    events = tmp_path / "events.jsonl"
+    code = _cli_run(agent, events, "--user-model", "openai/user-flag-m", "--user-base-url", user.base_url,
+                    "--user-max-tokens", "77")
+    assert code == 0
+    records = list(read_events(events))
+    (start,) = [e for e in records if e["event"] == "episode_start"]
+    assert start["solo_mode"] is False
+    ends = [e for e in records if e["event"] == "episode_end"]
+    assert [(e["status"], e["reward"]) for e in ends] == [("completed", 1.0)]
+    # litellm-style openai/<model> names <model>; every user call is bounded
+    assert {(r.body["model"], r.body["max_tokens"]) for r in user.requests} == {("user-flag-m", 77)}
+    assert {r.body["tool_choice"] for r in agent.requests} == {"auto"}
+
+
+def test_cli_real_policy_without_a_user_model_says_how_to_configure_one(
+    servers: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    agent, _ = servers
+    monkeypatch.delenv("TAU2_USER_LLM", raising=False)
+    assert _cli_run(agent, tmp_path / "e.jsonl") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--user-model and --user-base-url" in err[0] and "--user scripted" in err[0]
+    assert agent.requests == []
+
+
+def test_cli_real_policy_with_the_scripted_user_only_when_asked_and_says_so(
+    servers: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent, user = servers
+    assert _cli_run(agent, tmp_path / "e.jsonl", "--user", "scripted") == 0
+    assert "real policy with the scripted user" in capsys.readouterr().out
+    assert user.requests == [] and agent.requests
+
+
+def test_cli_request_timeout_and_retry_flags_reach_the_policy_and_the_user(
+    servers: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent, user = servers
+    user.inject(Fault(delay_s=1.0), Fault(delay_s=1.0))
+    code = _cli_run(agent, tmp_path / "e.jsonl", "--user-model", "m", "--user-base-url", user.base_url,
+                    "--user-request-timeout", "0.3", "--user-max-retries", "1")
+    # the user's first call timed out twice: one retry, then the episode (and so the run) failed
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[-1]] and "all 1 episodes ended infra_error" in err[0] and "2 attempts" in err[0]
+    agent.inject(Fault(delay_s=1.0))
+    code = _cli_run(agent, tmp_path / "f.jsonl", "--user", "scripted", "--request-timeout", "0.3",
+                    "--max-retries", "0")
+    assert code == 1
+    assert "1 attempts" in capsys.readouterr().err
+
+
+def test_env_sets_request_timeout_and_retries_of_policy_and_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.config import endpoint_from_env
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("TAU2_ENGINE_REQUEST_TIMEOUT", "12.5")
+    monkeypatch.setenv("TAU2_ENGINE_MAX_RETRIES", "0")
+    monkeypatch.setenv("TAU2_USER_LLM", "openai/u")
+    monkeypatch.setenv("TAU2_USER_LLM_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("TAU2_USER_LLM_TIMEOUT", "30")
+    monkeypatch.setenv("TAU2_USER_LLM_MAX_RETRIES", "2")
+    monkeypatch.setenv("TAU2_USER_LLM_MAX_TOKENS", "64")
+    policy = endpoint_from_env()
+    assert policy is not None and (policy.timeout_s, policy.max_retries) == (12.5, 0)
+    user_config = user_from_env()
+    assert user_config.endpoint is not None
+    assert (user_config.endpoint.model, user_config.endpoint.timeout_s, user_config.endpoint.max_retries,
+            user_config.max_tokens) == ("u", 30.0, 2, 64)
+    monkeypatch.setenv("TAU2_USER_LLM_MAX_RETRIES", "many")
+    with pytest.raises(ValueError, match="TAU2_USER_LLM_MAX_RETRIES must be a number, got 'many'"):
+        user_from_env()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -133,11 +134,99 @@ async def test_faults_past_the_retry_budget_end_the_episode_infra_error(server: 
 
 
 @pytest.mark.anyio
-async def test_non_transient_errors_are_not_retried(server: FakeOpenAI) -> None:
-    server.inject(Fault(status=401))
+async def test_a_400_that_is_not_an_overflow_is_infra_error_and_not_retried(server: FakeOpenAI) -> None:
+    server.inject(Fault(status=400, message="'tools' is not supported by this model"))
     results, sink = await run(spec(server))
-    assert results[0].status.value == "infra_error"
+    assert (results[0].status.value, results[0].error_type) == ("infra_error", "BadRequestError")
+    assert "not supported" in (results[0].error or "")
     assert sink.named("retry") == [] and len(server.requests) == 1
+
+
+OVERFLOWS = {
+    "openai-400": (400, "This model's maximum context length is 8192 tokens. However, you requested 9917"),
+    "llama-cpp-python-400": (400, "Requested tokens (9811) exceed context window of 8192"),
+    "sglang-400": (400, "The input (9000 tokens) is longer than the model's context length (8192 tokens)."),
+    "reported-as-500": (500, "the request exceeds the available context size, try increasing it"),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("status", "message"), OVERFLOWS.values(), ids=OVERFLOWS.keys())
+async def test_context_overflow_is_the_agents_error_and_never_retried(
+    server: FakeOpenAI, status: int, message: str
+) -> None:
+    server.inject(Fault(), Fault(status=status, message=message))  # the second call overflows
+    results, sink = await run(spec(server))
+    result = results[0]
+    assert (result.status.value, result.error_type, result.reward) == ("agent_error", "ContextOverflow", 0.0)
+    assert message[:30] in (result.error or "")
+    assert sink.named("retry") == [] and len(server.requests) == 2
+    (end,) = sink.named("episode_end")
+    assert (end["error_type"], end["error"]) == ("ContextOverflow", result.error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_a_rejected_key_or_model_stops_the_run_at_the_first_episode(
+    server: FakeOpenAI, status: int
+) -> None:
+    server.inject(*[Fault(status=status, message="invalid api key")] * 20)
+    specs = [spec(server, t) for t in TASKS[:6]]
+    sink = MemorySink()
+    cfg = EngineConfig(concurrency=1)
+    engine = Engine(cfg, EventLog(cfg.run_id, [sink]))
+    summary = await engine.run(specs)
+    assert summary.stopped_by is not None
+    assert summary.stopped_by.error_type == "EndpointRejected"
+    assert f"HTTP {status}" in (summary.stopped_by.error or "")
+    assert len(server.requests) == 1 and sink.named("retry") == []
+    ends = sink.named("episode_end")
+    assert [e["status"] for e in ends][0] == "infra_error"
+    assert all(e["status"] == "cancelled" for e in ends[1:])
+    (run_end,) = sink.named("run_end")
+    assert run_end["stopped_by"]["episode_id"] == summary.stopped_by.episode_id
+
+
+@pytest.mark.anyio
+async def test_an_empty_reply_is_asked_again_as_tau2_does(server: FakeOpenAI) -> None:
+    server.inject(Fault(reply=(None, [])), Fault(reply=("  ", [])))
+    results, sink = await run(spec(server))
+    result = results[0]
+    assert (result.status.value, result.reward) == ("completed", 1.0)
+    retries = sink.named("retry")
+    assert [(r["attempt"], r["error_type"]) for r in retries] == [(0, "EmptyMessage"), (1, "EmptyMessage")]
+    # no empty message reached the trajectory; every request was counted
+    assert all(t["content"] or t["tool_calls"] for t in sink.named("turn"))
+    assert result.model_calls == len(server.requests)
+
+
+@pytest.mark.anyio
+async def test_empty_replies_past_tau2s_retries_end_agent_error(server: FakeOpenAI) -> None:
+    server.inject(*[Fault(reply=(None, []))] * 4)
+    results, sink = await run(spec(server))
+    result = results[0]
+    assert (result.status.value, result.error_type, result.reward) == ("agent_error", "EmptyMessage", 0.0)
+    assert "neither text nor tool calls" in (result.error or "")
+    assert len(server.requests) == 4 and sink.named("turn") == []
+
+
+@pytest.mark.anyio
+async def test_a_solo_text_reply_ends_agent_error_saying_why(server: FakeOpenAI) -> None:
+    server.inject(Fault(reply=("I think your phone is fine.", [])))
+    results, sink = await run(spec(server))
+    result = results[0]
+    assert (result.status.value, result.error_type) == ("agent_error", "TextInSolo")
+    assert "I think your phone is fine." in (result.error or "")
+    (end,) = sink.named("episode_end")
+    assert end["termination_reason"] == "agent_error" and end["error"] == result.error
+
+
+@pytest.mark.anyio
+async def test_a_step_budget_end_says_why(server: FakeOpenAI) -> None:
+    results, _ = await run(replace(spec(server), max_steps=2))
+    result = results[0]
+    assert (result.status.value, result.error_type) == ("max_steps", "StepBudgetExhausted")
+    assert "max_steps=2" in (result.error or "")
 
 
 @pytest.mark.anyio

@@ -86,6 +86,28 @@ async def test_timeouts_are_discarded_by_default_or_scored_zero(server: FakeOpen
 
 
 @pytest.mark.anyio
+async def test_request_timeout_and_retries_from_workflow_kwargs_and_from_data(
+    server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = {"domain": "telecom", "task_id": TASKS[0].id}
+    server.inject(Fault(delay_s=1.0))
+    with pytest.raises(EpisodeDiscarded) as caught:
+        await Tau2Workflow(request_timeout=0.3, max_retries=0).run(data, base_url=server.base_url)
+    result = caught.value.result
+    assert (result.status.value, result.error_type) == ("infra_error", "ModelError")
+    assert "after 1 attempts: APITimeoutError" in (result.error or "")
+    # the hook: `data` keys
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    server.requests.clear()
+    server.inject(Fault(delay_s=1.0), Fault(delay_s=1.0))
+    with pytest.raises(EpisodeDiscarded, match="after 2 attempts"):
+        await run_agent_return_reward({**data, "request_timeout": 0.3, "max_retries": 1})
+    assert len(server.requests) == 2
+    with pytest.raises(ValueError, match="max_retries must be >= 0, got -1"):
+        await run_agent_return_reward({**data, "max_retries": -1})
+
+
+@pytest.mark.anyio
 async def test_workflow_without_an_endpoint_says_how_to_configure_one() -> None:
     with pytest.raises(ValueError, match="OPENAI_BASE_URL"):
         await Tau2Workflow().run({"domain": "telecom", "task_id": TASKS[0].id})
@@ -107,7 +129,7 @@ async def test_reward_hook_uses_the_endpoint_when_openai_base_url_is_set(
 
 def test_cli_openai_policy_sends_key_model_and_sampling(server: FakeOpenAI, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    argv = ["run", "--domain", "telecom", "--policy", "openai", "--base-url", server.base_url,
+    argv = ["run", "--domain", "telecom", "--solo", "on", "--policy", "openai", "--base-url", server.base_url,
             "--api-key", "cli-key", "--model", "cli-model", "--temperature", "0.5",
             "--top-p", "0.95", "--max-tokens", "1024", "--seed", "5", "--n-samples", "2",
             "--events", str(events)]

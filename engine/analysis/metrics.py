@@ -185,7 +185,7 @@ class ModelRow:
 
 @dataclass(frozen=True, kw_only=True)
 class FailureRow:
-    """Episodes (all attempts) with one status and error type."""
+    """Episodes (all attempts) that did not complete, with one status and error type."""
 
     status: str
     """Episode status."""
@@ -470,7 +470,8 @@ GROUP BY role, model ORDER BY role, messages DESC, model
 
 _FAILURES_SQL = """
 SELECT COALESCE(status, '?') AS status, error_type, count(*) AS count
-FROM ends GROUP BY ALL ORDER BY count DESC, status, error_type NULLS FIRST
+FROM ends WHERE status IS DISTINCT FROM 'completed'
+GROUP BY ALL ORDER BY count DESC, status, error_type NULLS FIRST
 """
 
 _RETRIES_SQL = """

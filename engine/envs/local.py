@@ -16,7 +16,7 @@ from engine import catalog, scoring
 from engine.envs import tau2_cache
 from engine.envs.base import Score, ToolSchema
 from engine.errors import ConfigError, EnvError
-from engine.trajectory import DONE_TOOL, now
+from engine.trajectory import DONE_TOOL, STOP_TOKEN, now
 from engine.users.base import UserSimulator
 from engine.users.llm import LLMUser
 from engine.users.scripted import ScriptedUser
@@ -28,11 +28,17 @@ if TYPE_CHECKING:
 
     from engine.config import EpisodeSpec, UserConfig
 
-DONE_SCHEMA = ToolSchema(
-    name=DONE_TOOL,
-    description="Call this function when you are done with the task.",
-    parameters={"type": "object", "properties": {}, "required": []},
-)
+
+def _done_schema() -> ToolSchema:
+    """The stop tool exactly as tau2's LLMSoloAgent.add_stop_tool builds it."""
+    from tau2.environment.tool import as_tool
+
+    def done() -> str:
+        """Call this function when you are done with the task."""
+        return STOP_TOKEN
+
+    fn = as_tool(done).openai_schema["function"]
+    return ToolSchema(fn["name"], fn["description"], fn["parameters"])
 
 
 def system_prompt(task: Task, policy: str, *, solo_mode: bool) -> str:
@@ -72,7 +78,7 @@ def _build_tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema
         fn = tool.openai_schema["function"]
         schemas.append(ToolSchema(fn["name"], fn["description"], fn["parameters"]))
     if solo_mode:
-        schemas.append(DONE_SCHEMA)
+        schemas.append(_done_schema())
     return schemas
 
 
@@ -144,7 +150,9 @@ def make_user(
     if config.kind == "llm":
         if config.endpoint is None:
             raise ConfigError("user 'llm' needs an endpoint: set TAU2_USER_LLM and TAU2_USER_LLM_API_BASE")
-        return LLMUser(config.endpoint, task, run_tool, tools=user_tools, seed=seed)
+        return LLMUser(
+            config.endpoint, task, run_tool, tools=user_tools, seed=seed, max_tokens=config.max_tokens
+        )
     raise ConfigError.choice("user", config.kind, ("llm", "scripted"))
 
 

@@ -1,13 +1,61 @@
 """The `openai` policy: the Agents SDK's chat-completions model (as the original example
 sets with `set_default_openai_api("chat_completions")`) on an OpenAI-compatible endpoint
-(AReaL proxy, vLLM, SGLang, OpenAI), through the engine's pooled clients."""
+(AReaL proxy, vLLM, SGLang, OpenAI), through the engine's pooled clients.
+
+Requests carry what stock tau2's agents send (tau2 `generate()` through litellm): the
+SDK builds them from the agent's settings (see `engine.agent.model_settings`), and
+`Tau2Messages` puts its chat messages in tau2's shape (`to_litellm_messages`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
 from agents import Model, OpenAIChatCompletionsModel
+from openai import AsyncOpenAI
 
 from engine.clients import LoopPools, http_client_override
 from engine.config import EpisodeSpec, require_endpoint
+
+
+def tau2_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages as tau2's `to_litellm_messages` writes them: an assistant message
+    always has `content` (null beside tool calls; the SDK leaves the key out, which
+    some servers, llama.cpp's among them, reject)."""
+    out = []
+    for message in messages:
+        message = dict(message)
+        if message.get("role") == "assistant":
+            message.setdefault("content", None)
+        out.append(message)
+    return out
+
+
+class _Completions:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def create(self, **request: Any) -> Any:
+        request["messages"] = tau2_messages(request["messages"])
+        return await self._inner.create(**request)
+
+
+class _Chat:
+    def __init__(self, inner: Any) -> None:
+        self.completions = _Completions(inner.completions)
+
+
+class Tau2Messages:
+    """An AsyncOpenAI whose chat completions are sent with tau2-shaped messages; every
+    other attribute is the wrapped client's."""
+
+    def __init__(self, client: AsyncOpenAI) -> None:
+        self._client = client
+        self.chat = _Chat(client.chat)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 class OpenAIPolicy:
@@ -19,4 +67,6 @@ class OpenAIPolicy:
     def model(self, spec: EpisodeSpec) -> Model:
         endpoint = require_endpoint(spec.policy)
         client = self.pools.pool().client(endpoint, http_client_override())
-        return OpenAIChatCompletionsModel(model=endpoint.model, openai_client=client)
+        return OpenAIChatCompletionsModel(
+            model=endpoint.model, openai_client=cast(AsyncOpenAI, Tau2Messages(client))
+        )

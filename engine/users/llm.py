@@ -20,7 +20,7 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
 from engine.clients import LoopPools
-from engine.config import Endpoint
+from engine.config import DEFAULT_USER_MAX_TOKENS, Endpoint
 from engine.errors import ModelError
 from engine.retry import call_with_retries, retry_events, retry_policy
 from engine.trajectory import parse_arguments
@@ -35,6 +35,9 @@ MAX_TOOL_ROUNDS = 25
 
 USER_TEMPERATURE = 0.0
 """tau2's DEFAULT_LLM_TEMPERATURE_USER."""
+
+EMPTY_REPLY_RETRIES = 3
+"""Times an empty user reply is asked again (tau2's DEFAULT_MAX_RETRIES)."""
 
 _pools = LoopPools()
 
@@ -94,6 +97,7 @@ class LLMUser:
         tools: Sequence[Mapping[str, Any]] | None,
         seed: int | None = None,
         client: AsyncOpenAI | None = None,
+        max_tokens: int = DEFAULT_USER_MAX_TOKENS,
     ) -> None:
         from tau2.user.base import is_valid_user_history_message
 
@@ -102,6 +106,7 @@ class LLMUser:
         self._tools = [dict(t) for t in tools] if tools else None
         self._seed = seed
         self._client = client
+        self._max_tokens = max_tokens
         self.system_prompt = system_prompt(task, use_tools=self._tools is not None)
         state = task.initial_state
         past = (state.message_history or []) if state else []
@@ -120,7 +125,7 @@ class LLMUser:
         self.history.append(AssistantMessage(role="assistant", content=agent_text))
         out: list[Message] = []
         for _ in range(MAX_TOOL_ROUNDS):
-            message = await self._generate()
+            message = await self._generate_valid()
             self.history.append(message)
             out.append(message)
             if not message.tool_calls:
@@ -131,6 +136,17 @@ class LLMUser:
                 out.append(result)
         raise ModelError(f"user simulator made {MAX_TOOL_ROUNDS} rounds of tool calls without answering")
 
+    async def _generate_valid(self) -> UserMessage:
+        """A user message tau2's `UserMessage.validate` accepts: an empty one is asked
+        again (tau2's generate() retries it), then the simulator is declared broken."""
+        for _ in range(EMPTY_REPLY_RETRIES + 1):
+            message = await self._generate()
+            if message.tool_calls or (message.content or "").strip():
+                return message
+        raise ModelError(
+            f"user simulator sent an empty message {EMPTY_REPLY_RETRIES + 1} times in a row"
+        )
+
     async def _generate(self) -> UserMessage:
         from tau2.data_model.message import UserMessage
 
@@ -138,6 +154,7 @@ class LLMUser:
             "model": self.endpoint.model,
             "messages": api_messages(self.system_prompt, self.history),
             "temperature": USER_TEMPERATURE,
+            "max_tokens": self._max_tokens,
         }
         if self._tools:
             request["tools"] = self._tools
@@ -155,6 +172,7 @@ class LLMUser:
             retry_policy(self.endpoint),
             what="user simulator call",
             on_retry=retry_events("user_call"),
+            overflow=ModelError,  # the simulator's failure, not the policy's
         )
         if not completion.choices:
             raise ModelError("user simulator endpoint answered with no choices")
