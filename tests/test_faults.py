@@ -200,7 +200,9 @@ async def test_env_crash_after_real_model_requests_is_not_replayed() -> None:
 
     sink = MemorySink()
     endpoint = Endpoint(base_url="http://127.0.0.1:9/v1")
-    specs = plan_episodes(domain="telecom", limit=6, policy=PolicyConfig(name="openai", endpoint=endpoint))
+    specs = plan_episodes(
+        domain="telecom", limit=6, solo_mode=True, policy=PolicyConfig(name="openai", endpoint=endpoint)
+    )
     config = EngineConfig(concurrency=6)
     backend = FaultyBackend(LocalBackend(anyio.CapacityLimiter(2)), 1.0, 0, sites=("tool call",))
     engine = Engine(

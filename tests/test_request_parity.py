@@ -137,12 +137,15 @@ def _agent_view(messages: list[Any]) -> list[Any]:
 
 
 def _normalized(body: dict[str, Any]) -> dict[str, Any]:
-    """Equal meaning, equal form: a null `content` is the same as none (litellm drops it),
-    and litellm copies each tool call's name next to its `function`."""
+    """Equal meaning, equal form: the engine sends `content: ""` beside tool calls where
+    litellm leaves `content` out (see engine.policies.openai.tau2_messages), and litellm
+    copies each tool call's name next to its `function`."""
     out = dict(body)
     messages = []
     for message in body["messages"]:
         message = {k: v for k, v in message.items() if v is not None}
+        if message.get("tool_calls") and message.get("content") == "":
+            del message["content"]
         if "tool_calls" in message:
             message["tool_calls"] = [
                 {k: v for k, v in call.items() if k != "name"} for call in message["tool_calls"]
@@ -176,8 +179,9 @@ async def test_every_request_equals_stock_tau2_agents_request_for_the_same_histo
 
 
 @pytest.mark.anyio
-async def test_assistant_tool_call_messages_carry_null_content(server: FakeOpenAI) -> None:
-    """llama.cpp's server answers 500 to an assistant message without `content`."""
+async def test_assistant_tool_call_messages_carry_an_empty_content(server: FakeOpenAI) -> None:
+    """llama-cpp-python's server answers 500 to an assistant message whose `content` is
+    missing or null."""
     _, sent, _ = await _engine_episode(server, "telecom", SOLO_TASK, True)
-    calls = [m for body in sent for m in body["messages"] if m["role"] == "assistant"]
-    assert calls and all("content" in m and m["content"] is None for m in calls if m.get("tool_calls"))
+    calls = [m for body in sent for m in body["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
+    assert calls and all(m["content"] == "" for m in calls)

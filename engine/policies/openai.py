@@ -4,7 +4,7 @@ sets with `set_default_openai_api("chat_completions")`) on an OpenAI-compatible 
 
 Requests carry what stock tau2's agents send (tau2 `generate()` through litellm): the
 SDK builds them from the agent's settings (see `engine.agent.model_settings`), and
-`Tau2Messages` puts its chat messages in tau2's shape (`to_litellm_messages`).
+`Tau2Messages` gives every assistant message a `content`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from engine.config import EpisodeSpec, require_endpoint
 
 
 def tau2_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Chat messages as tau2's `to_litellm_messages` writes them: an assistant message
-    always has `content` (null beside tool calls; the SDK leaves the key out, which
-    some servers, llama.cpp's among them, reject)."""
+    """The chat messages with `content: ""` on assistant messages that only call tools.
+    Stock tau2 (through litellm) and the SDK leave `content` out there, which
+    llama-cpp-python's server answers with a 500, as it does a null `content`; an empty
+    string means the same to OpenAI, vLLM and SGLang, and to chat templates."""
     out = []
     for message in messages:
         message = dict(message)
-        if message.get("role") == "assistant":
-            message.setdefault("content", None)
+        if message.get("role") == "assistant" and message.get("content") is None:
+            message["content"] = ""
         out.append(message)
     return out
 
