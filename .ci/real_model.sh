@@ -21,4 +21,4 @@ CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$LLAMA_VENV/bin/pip" install -q 'llama-cp
 
 # A missing prerequisite fails the suite instead of skipping it.
 TAU2_ENGINE_LLAMA_PYTHON="$PWD/$LLAMA_VENV/bin/python" TAU2_ENGINE_REQUIRE_REAL_MODEL=1 \
-    .venv/bin/python -m pytest -q -s -m real_model tests/test_real_model.py
+    .venv/bin/python -m pytest -q -s -m real_model --timeout 1800 tests/test_real_model.py

@@ -8,6 +8,7 @@ Kept small for CI: few episodes, small step and token budgets.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,12 +25,15 @@ from engine.trajectory import rescore
 from tests.helpers import assert_event_invariants, by_episode
 from tests.real_model import MODEL_ALIAS, LlamaServer, llama_server
 
-pytestmark = [pytest.mark.real_model, pytest.mark.timeout(1800)]
+pytestmark = pytest.mark.real_model
+RUN_TIMEOUT_S = float(os.environ.get("TAU2_ENGINE_REAL_MODEL_RUN_TIMEOUT") or 1500)
+"""Deadline of one CLI run (pytest's own: `--timeout`, see .ci/real_model.sh)."""
 
 CLI = [sys.executable, "-m", "engine.cli"]
 STATUSES = {s.value for s in Status}
+# request deadlines: TAU2_ENGINE_REQUEST_TIMEOUT / TAU2_USER_LLM_TIMEOUT (default 600 s)
 BUDGET = ["--max-steps", "8", "--max-tokens", "128", "--temperature", "0", "--seed", "1",
-          "--user-max-tokens", "64", "--request-timeout", "300", "--max-retries", "1"]
+          "--user-max-tokens", "64", "--max-retries", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
         yield srv
 
 
-def run_cli(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
