@@ -120,6 +120,23 @@ async def test_llm_user_endpoint_faults_are_retried(servers: tuple[FakeOpenAI, F
     ]
 
 
+@pytest.mark.anyio
+async def test_an_empty_user_reply_is_asked_again_then_the_simulator_is_broken(
+    servers: tuple[FakeOpenAI, FakeOpenAI],
+) -> None:
+    agent, user = servers
+    user.inject(Fault(reply=("", [])))
+    result, sink = await run_one(spec(agent, user))
+    assert result.status.value == "completed" and result.reward == 1.0
+    assert [(r["scope"], r["error_type"]) for r in sink.named("retry")] == [("user_call", "EmptyMessage")]
+    user.requests.clear()
+    user.inject(*[Fault(reply=(" ", []))] * 4)
+    result, sink = await run_one(spec(agent, user))
+    assert (result.status.value, result.error_type) == ("infra_error", "ModelError")
+    assert "user simulator sent an empty message 4 times in a row" in (result.error or "")
+    assert len(user.requests) == 4 and len(sink.named("retry")) == 3
+
+
 def test_cli_user_llm_from_environment(
     servers: tuple[FakeOpenAI, FakeOpenAI], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

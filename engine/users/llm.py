@@ -22,6 +22,7 @@ from openai.types.chat import ChatCompletion
 from engine.clients import LoopPools
 from engine.config import DEFAULT_USER_MAX_TOKENS, Endpoint
 from engine.errors import ModelError
+from engine.events import emit_in_episode
 from engine.retry import call_with_retries, retry_events, retry_policy
 from engine.trajectory import parse_arguments
 from engine.users.base import ToolRunner
@@ -139,10 +140,19 @@ class LLMUser:
     async def _generate_valid(self) -> UserMessage:
         """A user message tau2's `UserMessage.validate` accepts: an empty one is asked
         again (tau2's generate() retries it), then the simulator is declared broken."""
-        for _ in range(EMPTY_REPLY_RETRIES + 1):
+        for asked in range(EMPTY_REPLY_RETRIES + 1):
             message = await self._generate()
             if message.tool_calls or (message.content or "").strip():
                 return message
+            if asked < EMPTY_REPLY_RETRIES:
+                emit_in_episode(
+                    "retry",
+                    attempt=asked,
+                    error_type="EmptyMessage",
+                    error="empty user reply (no text, no tool calls): asking again",
+                    backoff_s=0.0,
+                    scope="user_call",
+                )
         raise ModelError(
             f"user simulator sent an empty message {EMPTY_REPLY_RETRIES + 1} times in a row"
         )
