@@ -35,12 +35,12 @@ from engine.config import (
     Sampling,
     UserConfig,
     check_float,
-    default_user,
     endpoint_from_env,
     model_name,
     plan_episodes,
     request_options,
     require_endpoint,
+    standard_user,
     user_from_env,
 )
 from engine.console import RunProgress, summary_table
@@ -283,7 +283,7 @@ def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
 
 
 def _user(args: argparse.Namespace, policy: PolicyConfig, out: Console) -> UserConfig | None:
-    """The user the flags ask for (None: the run's default, see config.default_user)."""
+    """The user the flags ask for (None: the run's default, see config.standard_user)."""
     llm = {
         "model": args.user_model,
         "base_url": args.user_base_url,
@@ -293,7 +293,7 @@ def _user(args: argparse.Namespace, policy: PolicyConfig, out: Console) -> UserC
         "max_tokens": args.user_max_tokens,
     }
     if args.user is None:
-        return None if args.solo == "on" else default_user(policy, **llm)
+        return None if args.solo == "on" else standard_user(policy, **llm)
     if args.user not in USERS:
         raise ConfigError.choice("user", args.user, USERS)
     if args.user == "llm":

@@ -355,7 +355,6 @@ def spec_from_data(
     if split is not None and not isinstance(split, str):
         raise ConfigError(f"split must be a string, got {split!r}")
     task = catalog.get_task(domain, data["task_id"], split)
-    solo_mode = _solo_mode(task, data.get("solo_mode"))
     seed = check_int("seed", data.get("seed", 0), minimum=0)
     policy = default_policy or PolicyConfig()
     if "policy" in data:
@@ -369,6 +368,9 @@ def spec_from_data(
                 timeout_s=overrides.get("request_timeout"), max_retries=overrides.get("max_retries")
             )
             policy = replace(policy, endpoint=replace(endpoint, **options))
+    solo_mode = _solo_mode(task, data.get("solo_mode"), policy)
+    if default_user is None:
+        default_user = user_from_env() if solo_mode else standard_user(policy)
     timeout = data.get("timeout")
     return EpisodeSpec(
         domain=domain,
@@ -379,7 +381,7 @@ def spec_from_data(
         max_steps=check_int("max_steps", data.get("max_steps", DEFAULT_MAX_STEPS), minimum=1),
         seed=seed,
         policy=policy,
-        user=default_user or user_from_env(),
+        user=default_user,
         timeout_s=None if timeout is None else check_float("timeout", timeout, minimum=0, strict=True),
     )
 
@@ -398,7 +400,7 @@ def _solo_mode(task: Any, requested: object, policy: PolicyConfig | None = None)
     return solo
 
 
-def default_user(policy: PolicyConfig, **llm: Any) -> UserConfig:
+def standard_user(policy: PolicyConfig, **llm: Any) -> UserConfig:
     """The user of a run that did not name one: tau2's LLM user simulator for a real
     policy (from `llm` or TAU2_USER_LLM*), the scripted user for offline policies."""
     user = user_from_env(**llm)
@@ -407,7 +409,7 @@ def default_user(policy: PolicyConfig, **llm: Any) -> UserConfig:
             "a real policy talks to tau2's LLM user simulator (non-solo, tau2's standard "
             "setting): pass --user-model and --user-base-url (or set TAU2_USER_LLM and "
             "TAU2_USER_LLM_API_BASE); --user scripted runs it against the scripted user, "
-            "--solo on runs tasks with a ticket solo"
+            "--solo on (data: solo_mode=true) runs tasks with a ticket solo"
         )
     return user
 
@@ -429,7 +431,7 @@ def plan_episodes(
     """The episodes of a run: each selected task `n_samples` times, task-major order.
 
     `solo_mode` None: non-solo for a real policy (tau2's standard setting), tasks with a
-    ticket solo for offline policies. `user` None: `default_user(policy)`."""
+    ticket solo for offline policies. `user` None: `standard_user(policy)`."""
     catalog.check_domain(domain)
     check_int("n_samples", n_samples, minimum=1)
     check_int("max_steps", max_steps, minimum=1)
@@ -447,7 +449,7 @@ def plan_episodes(
     specs = []
     solos = [_solo_mode(task, solo_mode, policy) for task in tasks]
     if user is None:
-        user = default_user(policy or PolicyConfig()) if not all(solos) else UserConfig()
+        user = standard_user(policy or PolicyConfig()) if not all(solos) else UserConfig()
     for task, solo in zip(tasks, solos, strict=True):
         for sample in range(n_samples):
             specs.append(

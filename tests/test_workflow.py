@@ -15,6 +15,7 @@ import pytest
 
 from engine import EpisodeDiscarded, Tau2Workflow, run_agent_return_reward
 from engine.cli import main
+from engine.config import Endpoint, PolicyConfig, spec_from_data
 from engine.events import read_events
 from tests.fake_openai_server import FakeOpenAI, Fault, distinct_ticket_tasks, gold_agent
 
@@ -45,7 +46,7 @@ async def test_inline_mode_uses_base_url_session_key_and_http_client(server: Fak
 
     async with httpx.AsyncClient(event_hooks={"request": [count]}) as http_client:
         reward = await Tau2Workflow(gconfig={"temperature": 0.7}).run(
-            {"domain": "telecom", "task_id": TASKS[1].id, "gconfig": {"top_p": 0.8}},
+            {"domain": "telecom", "task_id": TASKS[1].id, "solo_mode": True, "gconfig": {"top_p": 0.8}},
             base_url=server.base_url, api_key="session-abc", http_client=http_client,
         )
     assert reward == 1.0 and type(reward) is float
@@ -57,7 +58,7 @@ async def test_inline_mode_uses_base_url_session_key_and_http_client(server: Fak
 
 
 def test_subprocess_mode_reads_the_endpoint_from_the_environment(server: FakeOpenAI) -> None:
-    data = {"domain": "telecom", "task_id": TASKS[2].id}
+    data = {"domain": "telecom", "task_id": TASKS[2].id, "solo_mode": True}
     code = (
         "import asyncio; from engine import Tau2Workflow; "
         f"print(asyncio.run(Tau2Workflow().run({data!r})))"
@@ -74,7 +75,7 @@ def test_subprocess_mode_reads_the_endpoint_from_the_environment(server: FakeOpe
 
 @pytest.mark.anyio
 async def test_timeouts_are_discarded_by_default_or_scored_zero(server: FakeOpenAI) -> None:
-    data = {"domain": "telecom", "task_id": TASKS[0].id, "timeout": 0.3}
+    data = {"domain": "telecom", "task_id": TASKS[0].id, "solo_mode": True, "timeout": 0.3}
     server.inject(Fault(delay_s=2.0))
     with pytest.raises(EpisodeDiscarded) as caught:
         await Tau2Workflow().run(data, base_url=server.base_url, api_key="k")
@@ -89,7 +90,7 @@ async def test_timeouts_are_discarded_by_default_or_scored_zero(server: FakeOpen
 async def test_request_timeout_and_retries_from_workflow_kwargs_and_from_data(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = {"domain": "telecom", "task_id": TASKS[0].id}
+    data = {"domain": "telecom", "task_id": TASKS[0].id, "solo_mode": True}
     server.inject(Fault(delay_s=1.0))
     with pytest.raises(EpisodeDiscarded) as caught:
         await Tau2Workflow(request_timeout=0.3, max_retries=0).run(data, base_url=server.base_url)
@@ -107,6 +108,23 @@ async def test_request_timeout_and_retries_from_workflow_kwargs_and_from_data(
         await run_agent_return_reward({**data, "max_retries": -1})
 
 
+def test_a_real_policy_runs_non_solo_with_the_llm_user_unless_data_asks_for_solo(
+    server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = PolicyConfig(name="openai", endpoint=Endpoint(base_url=server.base_url))
+    data = {"domain": "telecom", "task_id": TASKS[0].id}
+    monkeypatch.delenv("TAU2_USER_LLM", raising=False)
+    with pytest.raises(ValueError, match="TAU2_USER_LLM and TAU2_USER_LLM_API_BASE"):
+        spec_from_data(data, default_policy=policy)
+    monkeypatch.setenv("TAU2_USER_LLM", "openai/user-m")
+    monkeypatch.setenv("TAU2_USER_LLM_API_BASE", server.base_url)
+    spec = spec_from_data(data, default_policy=policy)
+    assert spec.solo_mode is False and spec.user.kind == "llm"
+    assert spec.user.endpoint is not None and spec.user.endpoint.model == "user-m"
+    assert spec_from_data({**data, "solo_mode": True}, default_policy=policy).solo_mode is True
+    assert spec_from_data({**data, "policy": "oracle"}, default_policy=policy).solo_mode is True
+
+
 @pytest.mark.anyio
 async def test_workflow_without_an_endpoint_says_how_to_configure_one() -> None:
     with pytest.raises(ValueError, match="OPENAI_BASE_URL"):
@@ -119,7 +137,8 @@ async def test_reward_hook_uses_the_endpoint_when_openai_base_url_is_set(
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "hook-key")
-    assert await run_agent_return_reward({"domain": "telecom", "task_id": TASKS[3].id}) == 1.0
+    data = {"domain": "telecom", "task_id": TASKS[3].id, "solo_mode": True}
+    assert await run_agent_return_reward(data) == 1.0
     assert {r.headers["authorization"] for r in server.requests} == {"Bearer hook-key"}
     server.requests.clear()
     data = {"domain": "telecom", "task_id": TASKS[3].id, "policy": "oracle"}
