@@ -117,14 +117,29 @@ def test_non_solo_with_the_llm_user_on_the_same_server(
     assert any(u["model"] == MODEL_ALIAS for u in users) or "user simulator" in (end["error"] or "")
 
 
-def test_telecom_agent_is_offered_its_tools_and_calls_them(server: LlamaServer, tmp_path: Path) -> None:
-    """Dual-control telecom, the agent's requests with tools and tool_choice "auto"."""
+def test_telecom_agent_with_its_tools_calls_them_or_its_empty_reply_ends_as_tau2s(
+    server: LlamaServer, tmp_path: Path
+) -> None:
+    """Dual-control telecom, the agent's requests with tools and tool_choice "auto".
+    llama-cpp-python 0.3.36's chatml-function-calling then picks, greedily, either a
+    function or "message", and its "message" continuation grammar admits only a function
+    or <|im_end|>: a text reply is always empty. Either way the engine must do what tau2
+    does: run the tool calls, or ask again 3 times and end agent_error (EmptyMessage)."""
     events = tmp_path / "telecom-tools.jsonl"
     proc = run_cli("run", "--domain", "telecom", "--limit", "1", "--events", str(events),
                    *policy_flags(server), "--user", "scripted", *BUDGET)
     records = check_run(proc, events, "telecom", 1, label="telecom, scripted user")
+    (end,) = [e for e in records if e["event"] == "episode_end"]
     calls = [e for e in records if e["event"] == "tool_call" and e["requestor"] == "assistant"]
-    assert calls, "the model made no tool call"
+    asked = [t for t in records if t["event"] == "turn" and t["role"] == "assistant" and t["tool_calls"]]
+    empties = [r for r in records if r["event"] == "retry" and r["error_type"] == "EmptyMessage"]
+    print(f"  assistant tool calls: {len(calls)}; empty replies asked again: {len(empties)}")
+    assert [c["call_id"] for c in calls] == [c["id"] for t in asked for c in t["tool_calls"]]
+    if end["error_type"] == "EmptyMessage":
+        assert len(empties) >= 3 and end["status"] == "agent_error"
+        assert "neither text nor tool calls, 4 times in a row" in end["error"]
+    else:
+        assert calls, end
 
 
 def test_a_context_overflow_is_agent_error_and_not_retried(tmp_path: Path) -> None:
