@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=_positive_int("--port"), default=8081, help="data-plane port (aenv clients use 8081)"
     )
+    serve.add_argument(
+        "--protocol", choices=("engine", "official"), default="engine",
+        help="engine: AEnvironment's tau2 env protocol plus tau2_reset, reward_info and typed "
+        "schemas; official: exactly the official env's protocol, nothing added",
+    )
 
     analyze = sub.add_parser("analyze", help="metrics, plots and reports from events files", add_help=False)
     analyze.add_argument("rest", nargs=argparse.REMAINDER)
@@ -411,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve-env":
             from engine.envs.aenv_server import serve
 
-            return serve(args.host, args.port)
+            return serve(args.host, args.port, args.protocol)
         if args.command == "analyze":
             from engine.analysis.cli import main_analyze
 

@@ -88,6 +88,10 @@ class UserConfig:
     """llm: the user model endpoint."""
     max_tokens: int = DEFAULT_USER_MAX_TOKENS
     """llm: completion token limit of one user-simulator call."""
+    litellm_model: str | None = None
+    """llm without an endpoint: a litellm model string (e.g. `openai/gpt-4.1`) for tau2's
+    own user simulator, which finds its API base and key the way litellm does (e.g.
+    OPENAI_API_KEY, OPENAI_BASE_URL), as AEnvironment's tau2 env does."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -58,11 +58,12 @@ def wait_until_gone(parent_pid: int, addresses: Iterable[str], timeout: float = 
 
 
 @contextlib.contextmanager
-def serve_env(extra_env: dict[str, str] | None = None) -> Iterator[str]:
+def serve_env(extra_env: dict[str, str] | None = None, *, protocol: str = "engine") -> Iterator[str]:
     """One `tau2-engine serve-env` on a free loopback address; yields the address."""
     address = claim_address()
     env = {**os.environ, PARENT_PID_VAR: str(os.getpid()), **(extra_env or {})}
-    proc = subprocess.Popen(server_command(address, SERVER_PORT), env=env,
+    command = [*server_command(address, SERVER_PORT), "--protocol", protocol]
+    proc = subprocess.Popen(command, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:

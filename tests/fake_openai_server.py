@@ -68,6 +68,9 @@ class Recorded:
 class FakeOpenAI:
     responder: Responder
     latency_s: float = 0.0
+    by_key: dict[str, Responder] = field(default_factory=dict)
+    """Responders chosen by the request's API key (Authorization: Bearer KEY) instead of
+    `responder`: e.g. one per task, when the conversation cannot tell tasks apart."""
     faults: collections.deque[Fault] = field(default_factory=collections.deque)
     requests: list[Recorded] = field(default_factory=list)
     port: int = 0
@@ -91,7 +94,9 @@ class FakeOpenAI:
                            "type": "server_error"}},
                 status_code=fault.status,
             )
-        content, calls = fault.reply if fault.reply is not None else self.responder(body)
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        responder = self.by_key.get(key, self.responder)
+        content, calls = fault.reply if fault.reply is not None else responder(body)
         prefix = "call_"
         if fault.unknown_tool:
             content, calls, prefix = None, [("frobnicate_widget", "{}")], BAD_CALL_PREFIX

@@ -1,82 +1,74 @@
 """The tau2 environment served by AEnvironment's own MCP server (`tau2-engine serve-env`).
 
-What the original `tau2_rl` example talks to, one episode at a time:
+It speaks the protocol of AEnvironment's official tau2 env (`engine.envs.aenv_protocol`,
+docs/aenv-protocol.md): tau2's tools and `done` as MCP tools answering the official JSON
+envelope, the `tau2_*` functions, a reward at `/task/reward` that needs no arguments, the
+official defaults and episode rules (`engine.envs.aenv_episode`). So AEnvironment's
+`tau2_rl` example runs against it unmodified.
 
-- tau2's tools as MCP tools under their bare tau2 names (plus `done` in solo mode),
-- functions `tau2_get_system_prompt`, `tau2_get_status`, `tau2_get_task_info`,
-  `tau2_send_message`, `tau2_done`, and `tau2_reset` (switch to another domain, task and
-  mode, so one process serves many episodes one after another),
-- a reward at `/task/reward`, computed from the trajectory the server keeps itself.
+With `--protocol engine` (the default) it adds, without changing any of that:
+`tau2_reset` (switch domain, task and mode, so one process serves episode after episode),
+the reward's optional `termination_reason`, `reward_info` and `termination_reason` in
+reward results, the user's full messages in `tau2_send_message` results, an `error` flag
+in tool envelopes, and tau2's typed tool schemas (accepted by the Agents SDK's strict
+mode). `--protocol official` leaves all of these out (untyped schemas as the official
+env's tool wrappers have): a stand-in for the official env in tests.
 
-The episode is a `LocalSession`: setup, tools, simulated user and scoring are the local
-backend's, so rewards are identical. The first episode comes from the `TAU2_*` variables
-AEnvironment sets on a sandbox (`TAU2_DOMAIN`, `TAU2_TASK_ID`, `TAU2_SOLO_MODE`,
-`TAU2_SPLIT`, `TAU2_MAX_STEPS`, `TAU2_USER_LLM*`).
-
-Trajectory kept by the server: every tool call as an assistant message carrying that one
-call, then its tool message; every `tau2_send_message` as an assistant text message, then
-the user's messages; `done` as tau2's stop message. Evaluation reads tool calls and
-message contents, not how calls were grouped into messages.
+The episode runs on a `LocalSession` (the local backend's setup, tools, simulated user
+and scoring), so rewards are identical. The first episode comes from the `TAU2_*`
+variables AEnvironment sets on a sandbox.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastmcp.exceptions import ToolError
 from fastmcp.tools.tool import Tool, ToolResult
-from mcp.types import TextContent
 from pydantic import PrivateAttr
 
 from engine import catalog
-from engine.config import DEFAULT_MAX_STEPS, Endpoint, EpisodeSpec, UserConfig, check_bool
-from engine.envs.local import LocalSession, build_environment
+from engine.config import DEFAULT_MAX_ERRORS, Endpoint, EpisodeSpec, UserConfig, check_bool
+from engine.envs import aenv_protocol as protocol
+from engine.envs.aenv_episode import ServedEpisode, StepResult
+from engine.envs.local import DONE_SCHEMA, LocalSession, build_environment
 from engine.errors import ConfigError
-from engine.trajectory import DONE_TOOL, STOP_TOKEN, Trajectory, assistant_message, tool_call
-from engine.users.base import is_stop
+from engine.trajectory import Trajectory
 
 if TYPE_CHECKING:
     from aenv.server.mcp_server import AEnvMCPServer
-    from tau2.data_model.message import Message
 
-SERVER_NAME = "tau2-env"
+SERVER_NAME = "tau2-engine-env"
+PROTOCOLS = ("engine", "official")
 PARENT_PID_VAR = "TAU2_ENGINE_PARENT_PID"
 """Set by the aenv-local pool: the server exits when that process is gone."""
 
 
-@dataclass
-class ServedEpisode:
-    """The episode a server currently holds."""
-
-    session: LocalSession
-    max_steps: int
-    trajectory: Trajectory
-    steps: int = 0
-    done: bool = False
-    stop_reason: str | None = None
-    last_observation: str = ""
-    ids: itertools.count[int] = field(default_factory=itertools.count)
-
-    def record(self, messages: list[Message]) -> None:
-        for message in messages:
-            self.trajectory.add(message)
+def tau2_tool_schemas(session: LocalSession) -> list[dict[str, Any]]:
+    """The tools the official env offers, in tau2's OpenAI format: the agent's tools (and
+    the user's in solo mode), then `done`, in every mode."""
+    schemas = [t for t in session.tools if t.name != DONE_SCHEMA.name] + [DONE_SCHEMA]
+    return [{"type": "function",
+             "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}
+            for s in schemas]
 
 
 class Tau2Service:
     """The episode state behind the server's tools and functions."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, extended: bool = True) -> None:
+        self.extended = extended
         self.episode: ServedEpisode | None = None
         self.served = 0
         self._tools: dict[str, Tool] = {}
         self._tools_key: tuple[str, bool] | None = None
         self._cpu: anyio.CapacityLimiter | None = None
+        self._lock: anyio.Lock | None = None
+        self._server: AEnvMCPServer | None = None
 
     @property
     def cpu(self) -> anyio.CapacityLimiter:
@@ -84,113 +76,131 @@ class Tau2Service:
             self._cpu = anyio.CapacityLimiter(1)
         return self._cpu
 
-    def current(self) -> ServedEpisode:
+    @property
+    def lock(self) -> anyio.Lock:
+        """One agent action at a time, as a gym env steps."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
+
+    async def current(self) -> ServedEpisode:
+        """The episode, its opening played (a sandbox's first episode, from TAU2_*, plays
+        it on the first request: inside the server's event loop)."""
         if self.episode is None:
-            raise ConfigError("no episode: call tau2_reset(domain, task_id) first")
+            raise ConfigError("no episode: set TAU2_DOMAIN and TAU2_TASK_ID, or call tau2_reset")
+        await self.episode.open()
         return self.episode
 
     # -- episode lifecycle ---------------------------------------------------------------
 
-    def reset(self, spec: EpisodeSpec) -> ServedEpisode:
+    def prepare(self, spec: EpisodeSpec) -> ServedEpisode:
+        """A new episode for `spec` (blocking: builds the tau2 environment)."""
         task = catalog.get_task(spec.domain, spec.task_id, spec.split)
         env = build_environment(spec, task)
         session = LocalSession(spec, task, env, self.cpu)
-        self.episode = ServedEpisode(
-            session=session, max_steps=spec.max_steps, trajectory=Trajectory(session.history)
-        )
-        self.served += 1
-        return self.episode
+        return ServedEpisode(session=session, max_steps=spec.max_steps, max_errors=spec.max_errors,
+                             trajectory=Trajectory(session.history))
 
-    def task_info(self) -> dict[str, Any]:
-        if self.episode is None:
-            return {"task_id": None, "domain": None, "ticket": None, "tools": [],
-                    "policy_preview": "", "max_steps": 0, "solo_mode": None, "split": None}
-        session = self.episode.session
+    def install(self, episode: ServedEpisode) -> None:
+        self.episode = episode
+        self.served += 1
+        if self._server is not None:
+            self.sync_tools(self._server)
+
+    async def reset(self, spec: EpisodeSpec) -> ServedEpisode:
+        episode = await anyio.to_thread.run_sync(self.prepare, spec, limiter=self.cpu)
+        self.install(episode)
+        await episode.open()
+        return episode
+
+    async def task_info(self) -> dict[str, Any]:
+        episode = await self.current()
+        session = episode.session
         policy = session.env.get_policy()
-        return {
+        info = {
             "task_id": session.task.id,
             "domain": session.spec.domain,
-            "split": session.spec.split,
             "ticket": session.task.ticket,
-            "tools": [t.name for t in session.tools],
+            "tools": [t["function"]["name"] for t in tau2_tool_schemas(session)],
             "policy_preview": policy[:500] + "..." if len(policy) > 500 else policy,
-            "max_steps": self.episode.max_steps,
+            "max_steps": episode.max_steps,
             "solo_mode": session.solo_mode,
-            "episodes_served": self.served,
         }
+        if self.extended:
+            info.update(split=session.spec.split, episodes_served=self.served)
+        return info
 
-    def status(self) -> dict[str, Any]:
-        episode = self.episode
-        return {
-            "step": episode.steps if episode else 0,
-            "max_steps": episode.max_steps if episode else 0,
-            "done": episode.done if episode else True,
-            "last_observation": episode.last_observation if episode else "",
-            "rewards": [],
-            "total_reward": 0.0,
-            "turns": len(episode.trajectory) if episode else 0,
-            "environment": {k: v for k, v in os.environ.items()
-                            if k.startswith("TAU2_") and "KEY" not in k},
+    async def status(self) -> dict[str, Any]:
+        episode = await self.current()
+        status = {
+            "step": episode.actions,
+            "max_steps": episode.max_steps,
+            "done": episode.done,
+            "last_observation": episode.last_observation,
+            "rewards": list(episode.rewards),
+            "total_reward": episode.total_reward,
+            # The official env shows every TAU2_* variable; keys are not shown here.
+            "environment": {k: ("***" if "KEY" in k else v) for k, v in os.environ.items()
+                            if k.startswith("TAU2_")},
         }
+        if self.extended:
+            status["termination_reason"] = episode.termination
+        return status
 
     # -- agent actions -------------------------------------------------------------------
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
-        """Run one agent tool call; (tool message content, error flag)."""
-        episode = self.current()
-        if name == DONE_TOOL and episode.session.solo_mode:
-            self.done()
-            return STOP_TOKEN, False
-        call = tool_call(f"aenv_call_{next(episode.ids)}", name, arguments, "assistant")
-        result = await episode.session.call_tool(call)
-        episode.record([assistant_message(None, [_call_dict(call)], solo_mode=False), result])
-        episode.steps += 1
-        episode.last_observation = str(result.content or "")
-        return str(result.content or ""), bool(result.error)
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        async with self.lock:
+            episode = await self.current()
+            # The official tool wrappers pass on only the arguments that are not None.
+            given = {k: v for k, v in arguments.items() if v is not None}
+            result = await episode.call_tool(name, given)
+            return episode.tool_envelope(result, extended=self.extended)
 
     async def send_message(self, message: str) -> dict[str, Any]:
-        episode = self.current()
-        episode.record([assistant_message(message, [], solo_mode=False)])
-        replies = await episode.session.send_to_user(message)
-        episode.record(replies)
-        episode.steps += 1
-        text = next((m.content for m in reversed(replies) if m.role == "user"), None)
-        episode.last_observation = text or ""
-        if is_stop(text):
-            episode.done, episode.stop_reason = True, "user_stop"
-        return {
-            "observation": episode.last_observation,
-            "reward": 0.0,
-            "done": episode.done,
-            "messages": [m.model_dump(mode="json") for m in replies],
-        }
+        async with self.lock:
+            episode = await self.current()
+            result = await episode.send_message(message)
+            return self._message_reply(result)
 
-    def done(self) -> dict[str, Any]:
-        episode = self.current()
-        if not episode.done:
-            episode.record([assistant_message(STOP_TOKEN, [], solo_mode=False)])
-            episode.done, episode.stop_reason = True, "agent_stop"
-        return {"done": True, "total_reward": 0.0, "steps": episode.steps,
-                "final_observation": episode.last_observation}
+    def _message_reply(self, result: StepResult) -> dict[str, Any]:
+        reply: dict[str, Any] = {"observation": result.observation, "reward": result.reward,
+                                 "done": result.done}
+        if self.extended:
+            reply["messages"] = [m.model_dump(mode="json") for m in result.messages]
+        return reply
+
+    async def done(self) -> dict[str, Any]:
+        async with self.lock:
+            episode = await self.current()
+            await episode.stop()
+            return {"done": True, "total_reward": episode.total_reward, "steps": episode.actions,
+                    "final_observation": episode.last_observation}
 
     async def reward(self, termination_reason: str | None = None) -> dict[str, Any]:
-        episode = self.current()
-        termination = termination_reason or episode.stop_reason or "max_steps"
-        score = await episode.session.score(list(episode.trajectory.messages), termination)
-        return {
-            "total_reward": score.reward,
-            "rewards": [score.reward],
-            "reward_info": score.reward_info,
-            "termination_reason": termination,
-            "done": episode.done,
-            "steps": episode.steps,
-        }
+        async with self.lock:
+            episode = await self.current()
+            out: dict[str, Any] = {"rewards": list(episode.rewards),
+                                   "total_reward": episode.total_reward,
+                                   "done": episode.done, "steps": episode.actions}
+            if not self.extended:
+                return out
+            termination = episode.termination or termination_reason
+            score = episode.score
+            if score is None and termination is not None:
+                # The engine's own budget ended the episode before the server's did.
+                score = await episode.evaluate(termination)
+                out["total_reward"] = score.reward
+            out["reward_info"] = score.reward_info if score is not None else None
+            out["termination_reason"] = termination
+            return out
 
     # -- the MCP tool set follows the episode's domain and mode --------------------------
 
     def sync_tools(self, server: AEnvMCPServer) -> None:
         """Offer exactly the episode's tools, in tau2's order (re-registered when the
         domain or mode changes)."""
+        self._server = server
         session = self.episode.session if self.episode else None
         key = (session.spec.domain, session.solo_mode) if session else None
         if key == self._tools_key:
@@ -198,18 +208,20 @@ class Tau2Service:
         for name in self._tools:
             server.mcp.remove_tool(name)
         self._tools = {}
-        for schema in session.tools if session else []:
-            tool = Tau2Tool(name=schema.name, description=schema.description,
-                            parameters=schema.parameters)
+        for schema in tau2_tool_schemas(session) if session else []:
+            function = schema["function"]
+            parameters = (protocol.strict_parameters(function["parameters"]) if self.extended
+                          else protocol.untyped_parameters(function["parameters"]))
+            tool = Tau2Tool(name=function["name"], description=function["description"],
+                            parameters=parameters)
             tool.bind(self)
             server.mcp.add_tool(tool)
-            self._tools[schema.name] = tool
+            self._tools[function["name"]] = tool
         self._tools_key = key
 
 
 class Tau2Tool(Tool):
-    """One tau2 tool as an MCP tool: the exact tau2 schema in, tau2's tool message out
-    (an MCP error result carrying tau2's error text when the call failed)."""
+    """One tau2 tool as an MCP tool: arguments in, the official envelope out."""
 
     _service: Tau2Service | None = PrivateAttr(default=None)
 
@@ -219,16 +231,10 @@ class Tau2Tool(Tool):
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         assert self._service is not None
         try:
-            content, error = await self._service.call_tool(self.name, arguments)
+            reply = await self._service.call_tool(self.name, arguments)
         except ConfigError as exc:
             raise ToolError(str(exc)) from exc
-        if error:
-            raise ToolError(content)
-        return ToolResult(content=[TextContent(type="text", text=content)] if content else [])
-
-
-def _call_dict(call: Any) -> dict[str, Any]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+        return ToolResult(structured_content=reply)
 
 
 def spec_from_reset(
@@ -241,20 +247,23 @@ def spec_from_reset(
     user_llm_api_base: str | None = None,
     user_llm_api_key: str | None = None,
 ) -> EpisodeSpec:
-    """The server's episode from reset arguments (or the TAU2_* variables)."""
+    """The server's episode from reset arguments (or the TAU2_* variables), with the
+    official env's defaults: solo mode, 50 steps. A non-solo episode's user is the LLM
+    named by `user_llm` (on `user_llm_api_base` when given, else found by litellm from
+    the model string, as the official env does) or, without one, the scripted user."""
     domain = catalog.check_domain(domain)
     task = catalog.get_task(domain, task_id, split or None)
-    if solo_mode is None or solo_mode == "":
-        solo = catalog.default_solo_mode(task)
-    else:
-        solo = check_bool("solo_mode", solo_mode)
-    steps = DEFAULT_MAX_STEPS if max_steps in (None, "") else int(str(max_steps))
+    solo = (protocol.OFFICIAL_SOLO_MODE if solo_mode is None or solo_mode == ""
+            else check_bool("solo_mode", solo_mode))
+    steps = protocol.OFFICIAL_MAX_STEPS if max_steps in (None, "") else int(str(max_steps))
     user = UserConfig()
     if user_llm and user_llm_api_base:
         user = UserConfig(kind="llm", endpoint=Endpoint(
             base_url=user_llm_api_base, api_key=user_llm_api_key or "EMPTY", model=user_llm))
+    elif user_llm:
+        user = UserConfig(kind="llm", litellm_model=user_llm)
     return EpisodeSpec(domain=domain, task_id=task.id, split=split or None, solo_mode=solo,
-                       max_steps=steps, user=user)
+                       max_steps=steps, max_errors=DEFAULT_MAX_ERRORS, user=user)
 
 
 def spec_from_environ() -> EpisodeSpec | None:
@@ -282,7 +291,7 @@ def build_server(service: Tau2Service) -> AEnvMCPServer:
 
     async def tau2_health() -> dict[str, Any]:
         """Liveness of this server (the SDK's default probes localhost:8081 only)."""
-        return {"status": "success", "message": "tau2-env is serving",
+        return {"status": "success", "message": f"{SERVER_NAME} is serving",
                 "uptime_s": time.time() - started, "episodes_served": service.served}
 
     # AEnvMCPServer registers `default_health_handler` at /health on construction.
@@ -290,55 +299,72 @@ def build_server(service: Tau2Service) -> AEnvMCPServer:
     server = mcp_server.create_server(name=SERVER_NAME)
 
     @register_function
-    async def tau2_reset(
-        domain: str,
-        task_id: str,
-        solo_mode: bool | None = None,
-        split: str | None = None,
-        max_steps: int | None = None,
-        user_llm: str | None = None,
-        user_llm_api_base: str | None = None,
-        user_llm_api_key: str | None = None,
-    ) -> dict[str, Any]:
-        """Start a new episode on (domain, task_id, solo_mode); returns the task info and
-        the system prompt."""
-        spec = spec_from_reset(domain, task_id, solo_mode, split, max_steps,
-                               user_llm, user_llm_api_base, user_llm_api_key)
-        await anyio.to_thread.run_sync(service.reset, spec, limiter=service.cpu)
-        service.sync_tools(server)
-        return {**service.task_info(), "system_prompt": service.current().session.system_prompt}
-
-    @register_function
-    def tau2_get_system_prompt() -> str:
+    async def tau2_get_system_prompt() -> str:
         """tau2's agent system prompt for the current task (solo or with a user)."""
-        return service.current().session.system_prompt
+        return (await service.current()).session.system_prompt
 
     @register_function
-    def tau2_get_task_info() -> dict[str, Any]:
+    async def tau2_get_task_info() -> dict[str, Any]:
         """Task id, domain, ticket, tool names, policy preview, max_steps, solo_mode."""
-        return service.task_info()
+        return await service.task_info()
 
     @register_function
-    def tau2_get_status() -> dict[str, Any]:
-        """Step, max_steps, done, last_observation of the current episode."""
-        return service.status()
+    async def tau2_get_available_tools() -> list[dict[str, Any]]:
+        """The episode's tools in OpenAI function-calling format (tau2's schemas)."""
+        return tau2_tool_schemas((await service.current()).session)
+
+    @register_function
+    async def tau2_get_status() -> dict[str, Any]:
+        """Step, max_steps, done, last_observation, rewards, total_reward."""
+        return await service.status()
 
     @register_function
     async def tau2_send_message(message: str) -> dict[str, Any]:
-        """Send the agent's message to the user (non-solo); returns the user's reply."""
+        """Send the agent's message to the user; returns observation, reward, done."""
         return await service.send_message(message)
 
     @register_function
-    def tau2_done() -> dict[str, Any]:
+    async def tau2_done() -> dict[str, Any]:
         """Signal that the agent has completed the task."""
-        return service.done()
+        return await service.done()
 
-    @register_reward
-    async def tau2_reward(termination_reason: str | None = None) -> dict[str, Any]:
-        """tau2's evaluation of the episode's trajectory (`total_reward`, `reward_info`)."""
-        return await service.reward(termination_reason)
+    if service.extended:
 
-    _ = (tau2_reset, tau2_get_system_prompt, tau2_get_task_info, tau2_get_status,
+        @register_function
+        async def tau2_reset(
+            domain: str,
+            task_id: str,
+            solo_mode: bool | None = None,
+            split: str | None = None,
+            max_steps: int | None = None,
+            user_llm: str | None = None,
+            user_llm_api_base: str | None = None,
+            user_llm_api_key: str | None = None,
+        ) -> dict[str, Any]:
+            """Start a new episode on (domain, task_id, solo_mode); returns the task info,
+            the system prompt and the user's opening messages."""
+            spec = spec_from_reset(domain, task_id, solo_mode, split, max_steps,
+                                   user_llm, user_llm_api_base, user_llm_api_key)
+            async with service.lock:
+                episode = await service.reset(spec)
+            return {**await service.task_info(), "system_prompt": episode.session.system_prompt,
+                    "opening": [m.model_dump(mode="json") for m in episode.opening]}
+
+        @register_reward
+        async def tau2_reward(termination_reason: str | None = None) -> dict[str, Any]:
+            """Rewards of the episode's steps and their total; with `termination_reason`,
+            tau2's evaluation of an episode the caller ended (`reward_info`)."""
+            return await service.reward(termination_reason)
+
+        _ = (tau2_reset,)
+    else:
+
+        @register_reward
+        async def tau2_reward() -> dict[str, Any]:
+            """Rewards of the episode's steps and their total."""
+            return await service.reward()
+
+    _ = (tau2_get_system_prompt, tau2_get_task_info, tau2_get_available_tools, tau2_get_status,
          tau2_send_message, tau2_done, tau2_reward)
     service.sync_tools(server)
     return server
@@ -356,18 +382,20 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def serve(host: str, port: int) -> int:
+def serve(host: str, port: int, protocol_name: str = "engine") -> int:
     """Run the server until it is stopped (blocking)."""
+    if protocol_name not in PROTOCOLS:
+        raise ConfigError.choice("protocol", protocol_name, PROTOCOLS)
     parent = os.environ.get(PARENT_PID_VAR)
     if parent:
         _exit_with_parent(int(parent))
     from aenv import setup_logging
 
     setup_logging(level=30)  # SDK INFO lines per call would dominate the server's time
-    service = Tau2Service()
+    service = Tau2Service(extended=protocol_name == "engine")
     initial = spec_from_environ()
     if initial is not None:
-        service.reset(initial)
+        service.install(service.prepare(initial))
     server = build_server(service)
     server.mcp.run(transport="streamable-http", host=host, port=port, show_banner=False,
                    log_level="warning")

@@ -1,10 +1,14 @@
 """One episode over an `aenv.Environment`: the client side shared by `aenv-local` (a pool
 of local servers) and `aenv` (remote AEnvironment sandboxes).
 
-The server is `engine.envs.aenv_server`. Tools go over MCP (names shown to the model are
-tau2's bare names: aenv's `env@version/` prefix is stripped), the user and the reward
-through the server's functions. Any failure of the client or the server (connection
-lost, server dead, bad reply) is an `EnvError`: the episode ends `infra_error`.
+The server is AEnvironment's official tau2 env or `serve-env` (`engine.envs.aenv_server`);
+both speak the official protocol (`engine.envs.aenv_protocol`), and the session uses what
+serve-env adds when `/functions/list` shows it: `tau2_reset`, the reward's
+`termination_reason` and `reward_info`, the user's full messages. Tools go over MCP (names
+shown to the model are tau2's bare names with tau2's schemas), their answers are read from
+the official envelope; the user and the reward go through the server's functions. Any
+failure of the client or the server (connection lost, server dead, bad reply) is an
+`EnvError`: the episode ends `infra_error`.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from engine import catalog
+from engine.envs import aenv_protocol as protocol
+from engine.envs.aenv_protocol import ServerOffer
 from engine.envs.base import Score, ToolSchema
 from engine.envs.local import history_of
 from engine.errors import EnvError
-from engine.trajectory import tool_message
+from engine.trajectory import DONE_TOOL, tool_message
 
 if TYPE_CHECKING:
     from aenv import Environment
@@ -85,9 +91,11 @@ async def guarded(address: str, what: str, call: Callable[[], Awaitable[T]]) -> 
 
 @dataclass
 class ToolCache:
-    """Tool schemas per (domain, solo_mode): a reused server lists its tools once."""
+    """What a reused server offers, looked up once: its extensions, and its tool schemas
+    per (domain, solo_mode)."""
 
     schemas: dict[tuple[str, bool], list[ToolSchema]]
+    offer: ServerOffer | None = None
 
     @classmethod
     def empty(cls) -> ToolCache:
@@ -95,10 +103,12 @@ class ToolCache:
 
 
 class AenvSession:
-    """An EnvSession whose environment lives behind an aenv server."""
+    """An EnvSession whose environment lives behind an aenv server (AEnvironment's
+    official tau2 env or `serve-env`)."""
 
     def __init__(self, env: Environment, address: str, spec: EpisodeSpec, task: Task,
-                 system_prompt: str, tools: Sequence[ToolSchema]) -> None:
+                 system_prompt: str, tools: Sequence[ToolSchema], offer: ServerOffer,
+                 opening: list[Message] | None) -> None:
         self.env = env
         self.address = address
         self.spec = spec
@@ -107,25 +117,43 @@ class AenvSession:
         self.system_prompt: str = system_prompt
         self.tools: Sequence[ToolSchema] = list(tools)
         self.history: Sequence[Message] = history_of(task)
+        self.offer = offer
+        self._opening = opening
+        self._server_done = False
 
     async def call_tool(self, call: ToolCall) -> ToolMessage:
         result = await guarded(self.address, f"tool {call.name!r}",
                                lambda: self.env.call_tool(call.name, dict(call.arguments)))
         text = "\n".join(str(item.get("text", "")) for item in result.content
                          if isinstance(item, dict) and item.get("type") == "text")
-        return tool_message(call.id, text, call.requestor, bool(result.is_error))
+        reply = protocol.read_tool_reply(text, mcp_error=bool(result.is_error))
+        self._server_done = self._server_done or reply.done
+        return tool_message(call.id, reply.observation, call.requestor, reply.error)
 
     async def send_to_user(self, text: str) -> list[Message]:
+        """The user's answer. The server played tau2's greeting (the engine's first words)
+        and the user's opening when it reset the episode: the first answer is that."""
         if self.solo_mode:
             raise EnvError("solo-mode episodes have no user to talk to")
-        reply = await self._function("tau2_send_message", {"message": text})
-        return [parse_message(m) for m in reply.get("messages", [])]
+        if self._opening is not None:
+            opening, self._opening = self._opening, None
+            return opening
+        reply = await self._function(protocol.SEND_MESSAGE, {"message": text})
+        if not isinstance(reply, dict) or "observation" not in reply:
+            raise EnvError(f"aenv server {self.address}: {protocol.SEND_MESSAGE} reply without "
+                           f"observation: {reply!r:.200}")
+        self._server_done = self._server_done or bool(reply.get("done"))
+        messages = reply.get("messages")
+        if isinstance(messages, list):
+            return [parse_message(m) for m in messages]
+        return [user_text(str(reply["observation"]))]
 
     async def score(self, trajectory: Sequence[Message], termination: str) -> Score:
-        if self.solo_mode and termination == "agent_stop":
-            await self._function("tau2_done", {})  # the server records tau2's stop message
-        reply = await guarded(self.address, "reward",
-                              lambda: self.env.call_reward({"termination_reason": termination}))
+        if termination == "agent_stop" and not self._server_done:
+            await self._function(protocol.DONE_FUNCTION, {})  # the server records tau2's stop
+        arguments = ({protocol.TERMINATION_ARGUMENT: termination}
+                     if self.offer.takes_termination_reason else {})
+        reply = await guarded(self.address, "reward", lambda: self.env.call_reward(arguments))
         if not isinstance(reply, dict) or "total_reward" not in reply:
             raise EnvError(f"aenv server {self.address}: reward reply without total_reward: "
                            f"{reply!r:.200}")
@@ -134,6 +162,12 @@ class AenvSession:
 
     async def _function(self, name: str, arguments: dict[str, Any]) -> Any:
         return await guarded(self.address, name, lambda: self.env.call_function(name, arguments))
+
+
+def user_text(text: str) -> Message:
+    from tau2.data_model.message import UserMessage
+
+    return UserMessage(role="user", content=text)
 
 
 def parse_message(data: dict[str, Any]) -> Message:
@@ -149,35 +183,80 @@ def parse_message(data: dict[str, Any]) -> Message:
 
 
 def _matches(info: dict[str, Any], spec: EpisodeSpec) -> bool:
-    return (info.get("domain") == spec.domain and info.get("task_id") == spec.task_id
-            and info.get("solo_mode") == spec.solo_mode and info.get("split") == spec.split)
+    same = (info.get("domain") == spec.domain and info.get("task_id") == spec.task_id
+            and info.get("solo_mode") == spec.solo_mode)
+    return same and ("split" not in info or info.get("split") == spec.split)
+
+
+def _describe(info: dict[str, Any]) -> str:
+    return (f"domain={info.get('domain')!r} task_id={info.get('task_id')!r} "
+            f"solo_mode={info.get('solo_mode')!r}")
+
+
+async def probe(env: Environment, address: str) -> ServerOffer:
+    """Which of serve-env's extensions the server offers (none: the official env)."""
+    listing = await guarded(address, "list_functions", env.list_functions)
+    if not isinstance(listing, dict):
+        raise EnvError(f"aenv server {address}: function listing is not an object: {listing!r:.200}")
+    return ServerOffer.from_listing(listing)
+
+
+async def _tool_schemas(env: Environment, address: str, offer: ServerOffer) -> list[ToolSchema]:
+    """tau2's own schemas when the server lists them (both servers do), else the MCP
+    tools' schemas."""
+    if offer.lists_tau2_tools:
+        listed = await guarded(address, protocol.GET_AVAILABLE_TOOLS,
+                               lambda: env.call_function(protocol.GET_AVAILABLE_TOOLS, {}))
+        functions = [t.get("function", t) for t in listed or []]
+        return [ToolSchema(f["name"], f.get("description") or "", f["parameters"]) for f in functions]
+    tools = await guarded(address, "list_tools", env.list_tools)
+    return [ToolSchema(bare_name(t["name"]), t.get("description") or "", t["inputSchema"])
+            for t in tools]
 
 
 async def open_session(env: Environment, address: str, spec: EpisodeSpec, *, reset: bool,
                        cache: ToolCache | None = None) -> AenvSession:
-    """Bring the server to `spec`'s task and read its prompt and tools.
+    """Bring the server to `spec`'s task and read its prompt, tools and (non-solo) the
+    user's opening.
 
     `reset=False` (a fresh remote sandbox configured by TAU2_* variables) resets only when
-    the server holds another episode than `spec`'s."""
+    the server holds another episode than `spec`'s, which needs serve-env's `tau2_reset`."""
     task = catalog.get_task(spec.domain, spec.task_id, spec.split)
 
     async def function(name: str, arguments: dict[str, Any]) -> Any:
         return await guarded(address, name, lambda: env.call_function(name, arguments))
 
+    offer = cache.offer if cache is not None else None
+    if offer is None:
+        offer = await probe(env, address)
+        if cache is not None:
+            cache.offer = offer
     info: dict[str, Any] = {}
     if not reset:
-        info = await function("tau2_get_task_info", {})
+        info = await function(protocol.GET_TASK_INFO, {})
+    opening: list[Message] | None = None
     if reset or not _matches(info, spec):
-        info = await function("tau2_reset", reset_arguments(spec))
+        if not offer.can_reset:
+            held = f"holds {_describe(info)}" if info else "cannot switch tasks"
+            raise EnvError(f"aenv server {address} {held}; the episode needs domain={spec.domain!r} "
+                           f"task_id={spec.task_id!r} solo_mode={spec.solo_mode!r}, and the server "
+                           f"offers no {protocol.RESET_FUNCTION} (AEnvironment's official tau2 env "
+                           "takes its task from the TAU2_* variables it was created with)")
+        info = await function(protocol.RESET_FUNCTION, reset_arguments(spec))
+        if not spec.solo_mode:
+            opening = [parse_message(m) for m in info.get("opening") or []]
+    elif not spec.solo_mode:
+        status = await function(protocol.GET_STATUS, {})
+        opening = [user_text(str(status.get("last_observation") or ""))]
     prompt = info.get("system_prompt")
     if not isinstance(prompt, str):
-        prompt = str(await function("tau2_get_system_prompt", {}))
+        prompt = str(await function(protocol.GET_SYSTEM_PROMPT, {}))
     key = (spec.domain, spec.solo_mode)
     tools = cache.schemas.get(key) if cache is not None else None
     if tools is None or [t.name for t in tools] != info.get("tools"):
-        listed = await guarded(address, "list_tools", env.list_tools)
-        tools = [ToolSchema(bare_name(t["name"]), t.get("description") or "", t["inputSchema"])
-                 for t in listed]
+        tools = await _tool_schemas(env, address, offer)
         if cache is not None:
             cache.schemas[key] = tools
-    return AenvSession(env, address, spec, task, prompt, tools)
+    if not spec.solo_mode:  # the agent of a conversation ends it by words, as tau2's LLMAgent
+        tools = [t for t in tools if t.name != DONE_TOOL]
+    return AenvSession(env, address, spec, task, prompt, tools, offer, opening)

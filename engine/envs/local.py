@@ -148,6 +148,10 @@ def make_user(
     if config.kind == "scripted":
         return ScriptedUser(task, run_tool)
     if config.kind == "llm":
+        if config.endpoint is None and config.litellm_model:
+            from engine.users.tau2_user import Tau2User
+
+            return Tau2User(config.litellm_model, task, run_tool, tools=user_tools)
         if config.endpoint is None:
             raise ConfigError("user 'llm' needs an endpoint: set TAU2_USER_LLM and TAU2_USER_LLM_API_BASE")
         return LLMUser(
