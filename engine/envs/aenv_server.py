@@ -41,6 +41,7 @@ from engine.trajectory import Trajectory
 
 if TYPE_CHECKING:
     from aenv.server.mcp_server import AEnvMCPServer
+    from fastmcp import FastMCP
 
 SERVER_NAME = "tau2-engine-env"
 PROTOCOLS = ("engine", "official")
@@ -68,7 +69,7 @@ class Tau2Service:
         self._tools_key: tuple[str, bool] | None = None
         self._cpu: anyio.CapacityLimiter | None = None
         self._lock: anyio.Lock | None = None
-        self._server: AEnvMCPServer | None = None
+        self._mcp: FastMCP | None = None
 
     @property
     def cpu(self) -> anyio.CapacityLimiter:
@@ -104,8 +105,8 @@ class Tau2Service:
     def install(self, episode: ServedEpisode) -> None:
         self.episode = episode
         self.served += 1
-        if self._server is not None:
-            self.sync_tools(self._server)
+        if self._mcp is not None:
+            self.sync_tools(self._mcp)
 
     async def reset(self, spec: EpisodeSpec) -> ServedEpisode:
         episode = await anyio.to_thread.run_sync(self.prepare, spec, limiter=self.cpu)
@@ -197,16 +198,16 @@ class Tau2Service:
 
     # -- the MCP tool set follows the episode's domain and mode --------------------------
 
-    def sync_tools(self, server: AEnvMCPServer) -> None:
+    def sync_tools(self, mcp: FastMCP) -> None:
         """Offer exactly the episode's tools, in tau2's order (re-registered when the
         domain or mode changes)."""
-        self._server = server
+        self._mcp = mcp
         session = self.episode.session if self.episode else None
         key = (session.spec.domain, session.solo_mode) if session else None
         if key == self._tools_key:
             return
         for name in self._tools:
-            server.mcp.remove_tool(name)
+            mcp.remove_tool(name)
         self._tools = {}
         for schema in tau2_tool_schemas(session) if session else []:
             function = schema["function"]
@@ -215,7 +216,7 @@ class Tau2Service:
             tool = Tau2Tool(name=function["name"], description=function["description"],
                             parameters=parameters)
             tool.bind(self)
-            server.mcp.add_tool(tool)
+            mcp.add_tool(tool)
             self._tools[function["name"]] = tool
         self._tools_key = key
 
@@ -285,7 +286,6 @@ def spec_from_environ() -> EpisodeSpec | None:
 def build_server(service: Tau2Service) -> AEnvMCPServer:
     """aenv's MCP server with the service's functions, reward, health and tools."""
     import aenv.server.mcp_server as mcp_server
-    from aenv import register_function, register_reward
 
     started = time.time()
 
@@ -297,6 +297,14 @@ def build_server(service: Tau2Service) -> AEnvMCPServer:
     # AEnvMCPServer registers `default_health_handler` at /health on construction.
     mcp_server.default_health_handler = tau2_health
     server = mcp_server.create_server(name=SERVER_NAME)
+    register(service, server.mcp)
+    return server
+
+
+def register(service: Tau2Service, mcp: FastMCP) -> None:
+    """The service's functions, reward and tools, on the aenv server whose FastMCP is
+    `mcp` (aenv's function registry must already serve it: `create_server` does that)."""
+    from aenv import register_function, register_reward
 
     @register_function
     async def tau2_get_system_prompt() -> str:
@@ -366,8 +374,33 @@ def build_server(service: Tau2Service) -> AEnvMCPServer:
 
     _ = (tau2_get_system_prompt, tau2_get_task_info, tau2_get_available_tools, tau2_get_status,
          tau2_send_message, tau2_done, tau2_reward)
-    service.sync_tools(server)
-    return server
+    service.sync_tools(mcp)
+
+
+def service_from_environ(protocol_name: str | None = None) -> Tau2Service:
+    """The service a sandbox runs: its protocol (else TAU2_ENGINE_PROTOCOL, else engine),
+    its first episode from the TAU2_* variables."""
+    protocol_name = protocol_name or os.environ.get("TAU2_ENGINE_PROTOCOL") or "engine"
+    if protocol_name not in PROTOCOLS:
+        raise ConfigError.choice("protocol", protocol_name, PROTOCOLS)
+    service = Tau2Service(extended=protocol_name == "engine")
+    initial = spec_from_environ()
+    if initial is not None:
+        service.install(service.prepare(initial))
+    return service
+
+
+def install_into_aenv_server() -> Tau2Service:
+    """For an environment module that `python -m aenv.main` loads (the aenv image's
+    `src/`): serve tau2-engine's environment on the server aenv is building."""
+    from aenv.core.function_registry import get_function_registry
+
+    mcp = get_function_registry().get_server()
+    if mcp is None:
+        raise ConfigError("no aenv server is being built: load this module with `python -m aenv.main`")
+    service = service_from_environ()
+    register(service, mcp)
+    return service
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -384,19 +417,13 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def serve(host: str, port: int, protocol_name: str = "engine") -> int:
     """Run the server until it is stopped (blocking)."""
-    if protocol_name not in PROTOCOLS:
-        raise ConfigError.choice("protocol", protocol_name, PROTOCOLS)
     parent = os.environ.get(PARENT_PID_VAR)
     if parent:
         _exit_with_parent(int(parent))
     from aenv import setup_logging
 
     setup_logging(level=30)  # SDK INFO lines per call would dominate the server's time
-    service = Tau2Service(extended=protocol_name == "engine")
-    initial = spec_from_environ()
-    if initial is not None:
-        service.install(service.prepare(initial))
-    server = build_server(service)
+    server = build_server(service_from_environ(protocol_name))
     server.mcp.run(transport="streamable-http", host=host, port=port, show_banner=False,
                    log_level="warning")
     return 0
