@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -58,22 +58,23 @@ def wait_until_gone(parent_pid: int, addresses: Iterable[str], timeout: float = 
 
 
 @contextlib.contextmanager
-def serve_env(extra_env: dict[str, str] | None = None, *, protocol: str = "engine") -> Iterator[str]:
-    """One `tau2-engine serve-env` on a free loopback address; yields the address."""
+def serving(command: Callable[[str], list[str]], extra_env: dict[str, str] | None = None, *,
+            ready: str = "/health", what: str = "serve-env") -> Iterator[str]:
+    """A server process on a free loopback address (port 8081): `command(address)` is its
+    command line; yields the address once `ready` answers 200, kills its group after."""
     address = claim_address()
     env = {**os.environ, PARENT_PID_VAR: str(os.getpid()), **(extra_env or {})}
-    command = [*server_command(address, SERVER_PORT), "--protocol", protocol]
-    proc = subprocess.Popen(command, env=env,
+    proc = subprocess.Popen(command(address), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while True:
-            assert proc.poll() is None, f"serve-env exited with {proc.returncode}"
+            assert proc.poll() is None, f"{what} exited with {proc.returncode}"
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{address}:{SERVER_PORT}/health", timeout=2).status_code == 200:
+                if httpx.get(f"http://{address}:{SERVER_PORT}{ready}", timeout=2).status_code == 200:
                     break
-            assert time.monotonic() < deadline, "serve-env did not become healthy"
+            assert time.monotonic() < deadline, f"{what} did not start"
             time.sleep(0.1)
         yield address
     finally:
@@ -81,3 +82,10 @@ def serve_env(extra_env: dict[str, str] | None = None, *, protocol: str = "engin
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         unclaim_address(address)
+
+
+def serve_env(extra_env: dict[str, str] | None = None, *,
+              protocol: str = "engine") -> contextlib.AbstractContextManager[str]:
+    """One `tau2-engine serve-env` on a free loopback address; yields the address."""
+    return serving(lambda address: [*server_command(address, SERVER_PORT), "--protocol", protocol],
+                   extra_env)

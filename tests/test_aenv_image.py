@@ -15,18 +15,15 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from engine.config import AenvConfig, plan_episodes
-from engine.envs.aenv_local import SERVER_PORT, claim_address, local_client, unclaim_address
+from engine.envs.aenv_local import SERVER_PORT, local_client
+from tests.aenv_helpers import serving
 from tests.fake_docker import FakeDocker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,30 +87,12 @@ def test_the_context_requirements_resolve_from_its_own_wheel(context_dir: Path, 
     assert "aenvironment" in chosen
 
 
-@contextlib.contextmanager
-def image_command(extra_env: dict[str, str]) -> Iterator[str]:
+def image_command(extra_env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
     """The image's CMD, `python3 -m aenv.main /app/src`, on a loopback address."""
-    address = claim_address()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aenv.main", str(AENV_DIR / "src"), "--host", address,
-         "--port", str(SERVER_PORT), "--name", "tau2-engine-env"],
-        env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, f"aenv.main exited with {proc.returncode}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{address}:{SERVER_PORT}/functions/list", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "aenv.main did not start"
-            time.sleep(0.2)
-        yield address
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        unclaim_address(address)
+    return serving(lambda address: [
+        sys.executable, "-m", "aenv.main", str(AENV_DIR / "src"), "--host", address,
+        "--port", str(SERVER_PORT), "--name", "tau2-engine-env"],
+        extra_env, ready="/functions/list", what="aenv.main")
 
 
 @pytest.mark.anyio
