@@ -35,9 +35,9 @@ from engine import catalog
 from engine.config import DEFAULT_MAX_ERRORS, Endpoint, EpisodeSpec, UserConfig, check_bool
 from engine.envs import aenv_protocol as protocol
 from engine.envs.aenv_episode import ServedEpisode, StepResult
-from engine.envs.local import DONE_SCHEMA, LocalSession, build_environment
+from engine.envs.local import LocalSession, build_environment, done_schema
 from engine.errors import ConfigError
-from engine.trajectory import Trajectory
+from engine.trajectory import DONE_TOOL, Trajectory
 
 if TYPE_CHECKING:
     from aenv.server.mcp_server import AEnvMCPServer
@@ -52,7 +52,7 @@ PARENT_PID_VAR = "TAU2_ENGINE_PARENT_PID"
 def tau2_tool_schemas(session: LocalSession) -> list[dict[str, Any]]:
     """The tools the official env offers, in tau2's OpenAI format: the agent's tools (and
     the user's in solo mode), then `done`, in every mode."""
-    schemas = [t for t in session.tools if t.name != DONE_SCHEMA.name] + [DONE_SCHEMA]
+    schemas = [t for t in session.tools if t.name != DONE_TOOL] + [done_schema()]
     return [{"type": "function",
              "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}
             for s in schemas]

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from engine.config import EpisodeSpec, UserConfig
 
 
-def _done_schema() -> ToolSchema:
+def done_schema() -> ToolSchema:
     """The stop tool exactly as tau2's LLMSoloAgent.add_stop_tool builds it."""
     from tau2.environment.tool import as_tool
 
@@ -78,7 +78,7 @@ def _build_tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema
         fn = tool.openai_schema["function"]
         schemas.append(ToolSchema(fn["name"], fn["description"], fn["parameters"]))
     if solo_mode:
-        schemas.append(_done_schema())
+        schemas.append(done_schema())
     return schemas
 
 
