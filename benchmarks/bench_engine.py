@@ -1,16 +1,21 @@
 """Engine vs stock tau2, side by side in one run; prints JSON lines with ratios.
 
-    /work/venv/bin/python benchmarks/bench_engine.py [--only NAME ...] [--quick]
+    python benchmarks/bench_engine.py [--only NAME ...] [--quick]
 
-Benchmarks (each one JSON line):
-- stock_direct_{telecom,airline}: stock tau2 driven directly, sequentially (stock env
-  constructor, task initial state, gold actions replayed, stock `evaluate_simulation`),
-  vs the engine's oracle policy at concurrency 32 (zero latency): episodes/s and ratio.
-- gym_telecom: stock AgentGymEnv (solo, gold actions as steps) vs the engine.
+Every line carries its setup (tasks, samples, concurrency, latency), the date, the
+machine and its load average. Benchmarks (each one JSON line):
+- compare_{telecom,airline}: one task set x samples, four ways: stock tau2 driven directly
+  (sequential: env constructor, initial state, gold actions, stock `evaluate_simulation`);
+  stock tau2's own runner (`tau2.run.run_tasks`, `tau2 run`'s path: thread pool of
+  `concurrency`, Orchestrator, scripted model, see `stock_runner.py`); the engine cold (a
+  fresh process, first episode of each task: domain parsed, templates and gold replays
+  built during the run) and warm (the remaining samples, same process).
 - rss_airline_300: peak RSS of a `tau2-engine run` subprocess holding 300 airline
   episodes in flight (2 s simulated latency).
 - packing_telecom_512: 512 telecom episodes of equal length in flight at 2 s simulated
   latency: model-call time / (concurrency x wall), and event-loop lag.
+- scale_telecom_10000 (not in the default set; minutes): the same at 10,000 in flight and
+  10 s latency, in a fresh subprocess, with peak RSS.
 - event_sink: events/s through EventLog.emit into the JSONL file sink.
 """
 
@@ -37,12 +42,23 @@ from engine import catalog, tau2lib
 from engine.config import EngineConfig, EpisodeSpec, PolicyConfig
 from engine.engine import Engine
 from engine.events import EventLog, JsonlFileSink, read_events
+from engine.loop_lag import peak_rss_mb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import stock_runner  # noqa: E402
 
 MACHINE = f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}"
 
 
-def emit(name: str, **fields: Any) -> None:
-    record = {"bench": name, "date": datetime.date.today().isoformat(), "machine": MACHINE, **fields}
+def emit(name: str, setup: dict[str, Any], **fields: Any) -> None:
+    record = {
+        "bench": name,
+        "setup": setup,
+        **fields,
+        "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "machine": MACHINE,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
     print(json.dumps(record), flush=True)
 
 
@@ -84,20 +100,19 @@ def stock_episode(domain: str, task: Any, solo_mode: bool) -> float:
     return evaluate_simulation(simulation, task, EvaluationType.ALL, solo_mode, domain).reward
 
 
-def stock_direct(domain: str, n: int) -> float:
-    tasks = catalog.task_set(domain, None).tasks[:n]
+def stock_direct(domain: str, tasks: list[Any], samples: int) -> tuple[float, list[float]]:
     started = time.perf_counter()
-    for task in tasks:
-        stock_episode(domain, task, catalog.default_solo_mode(task))
-    return len(tasks) / (time.perf_counter() - started)
+    rewards = [stock_episode(domain, t, catalog.default_solo_mode(t)) for _ in range(samples) for t in tasks]
+    return time.perf_counter() - started, rewards
 
 
-def specs_for(domain: str, tasks: list[Any], n_samples: int, latency_ms: float = 0.0) -> list[EpisodeSpec]:
+def specs_for(domain: str, tasks: list[Any], n_samples: int, latency_ms: float = 0.0,
+              first_sample: int = 0) -> list[EpisodeSpec]:
     policy = PolicyConfig(name="oracle", latency_ms=latency_ms)
     return [
         EpisodeSpec(domain=domain, task_id=t.id, sample=s, solo_mode=catalog.default_solo_mode(t),
                     policy=policy)
-        for s in range(n_samples) for t in tasks
+        for s in range(first_sample, first_sample + n_samples) for t in tasks
     ]
 
 
@@ -113,36 +128,57 @@ def engine_run(specs: list[EpisodeSpec], concurrency: int, events_path: Path) ->
     return wall, end
 
 
-def bench_stock_direct(domain: str, stock_n: int, samples: int, tmp: Path) -> float:
-    tasks = list(catalog.task_set(domain, None).tasks)
-    stock = stock_direct(domain, stock_n)
-    wall, end = engine_run(specs_for(domain, tasks, samples), 32, tmp / f"direct-{domain}.jsonl")
-    ours = len(tasks) * samples / wall
-    emit(f"stock_direct_{domain}", stock_eps=round(stock, 2), engine_eps=round(ours, 2),
-         ratio=round(ours / stock, 1), engine_mean_reward=end["mean_reward"], stock_tasks=stock_n,
-         engine_episodes=len(tasks) * samples, loop_lag_s=end["loop_lag_s"])
-    return ours
+def engine_cold_warm(domain: str, n_tasks: int, samples: int, concurrency: int, tmp: Path) -> None:
+    """In a fresh process: sample 0 of every task (cold), then samples 1.. (warm)."""
+    tasks = list(catalog.task_set(domain, None).tasks)[:n_tasks]
+    cold_wall, cold_end = engine_run(specs_for(domain, tasks, 1), concurrency, tmp / "cold.jsonl")
+    warm_wall, warm_end = engine_run(specs_for(domain, tasks, samples - 1, first_sample=1), concurrency,
+                                     tmp / "warm.jsonl")
+    print(json.dumps({
+        "cold_wall_s": cold_wall, "cold_episodes": len(tasks), "cold_mean_reward": cold_end["mean_reward"],
+        "warm_wall_s": warm_wall, "warm_episodes": len(tasks) * (samples - 1),
+        "warm_mean_reward": warm_end["mean_reward"], "loop_lag_s": warm_end["loop_lag_s"],
+    }))
 
 
-def bench_gym(n: int, engine_eps: float) -> None:
-    from tau2.gym.gym_agent import AgentGymEnv
+def child(*args: str) -> dict[str, Any]:
+    """Run this script with `args` in a fresh interpreter; its last stdout line as JSON."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
-    tasks = catalog.task_set("telecom", None).tasks[:n]
-    started = time.perf_counter()
-    rewards = []
-    for task in tasks:
-        env = AgentGymEnv(domain="telecom", task_id=task.id, solo_mode=True)
-        env.reset()
-        reward, terminated = 0.0, False
-        for action in task.evaluation_criteria.actions or []:
-            step = json.dumps({"name": action.name, "arguments": action.arguments})
-            _, reward, terminated, _, _ = env.step(step)
-        while not terminated:
-            _, reward, terminated, _, _ = env.step(json.dumps({"name": "done", "arguments": {}}))
-        rewards.append(reward)
-    gym_eps = len(tasks) / (time.perf_counter() - started)
-    emit("gym_telecom", gym_eps=round(gym_eps, 3), engine_eps=round(engine_eps, 2),
-         ratio=round(engine_eps / gym_eps), gym_mean_reward=sum(rewards) / len(rewards), gym_episodes=n)
+
+def bench_compare(domain: str, n_tasks: int, samples: int, concurrency: int) -> None:
+    """Stock direct, stock runner, engine cold and warm: same tasks, same samples."""
+    tasks = list(catalog.task_set(domain, None).tasks)[:n_tasks]
+    solo = catalog.default_solo_mode(tasks[0])
+    assert all(catalog.default_solo_mode(t) == solo for t in tasks)
+    direct_wall, direct_rewards = stock_direct(domain, tasks, samples)
+    runner_wall, runner_rewards = stock_runner.run_stock(
+        domain, tasks, solo_mode=solo, trials=samples, concurrency=concurrency, latency_s=0.0)
+    engine = child("--engine-child", domain, str(n_tasks), str(samples), str(concurrency))
+    episodes = len(tasks) * samples
+    direct_eps = episodes / direct_wall
+    runner_eps = episodes / runner_wall
+    cold_eps = engine["cold_episodes"] / engine["cold_wall_s"]
+    warm_eps = engine["warm_episodes"] / engine["warm_wall_s"]
+    all_eps = episodes / (engine["cold_wall_s"] + engine["warm_wall_s"])
+    mean = lambda xs: round(sum(xs) / len(xs), 3)  # noqa: E731
+    emit(f"compare_{domain}",
+         {"tasks": len(tasks), "samples": samples, "episodes": episodes, "solo_mode": solo,
+          "concurrency": {"stock_direct": 1, "stock_runner": concurrency, "engine": concurrency},
+          "latency_ms": 0, "engine_cold": "fresh process, sample 0 of each task",
+          "engine_warm": f"same process, samples 1..{samples - 1}"},
+         stock_direct_eps=round(direct_eps, 2), stock_runner_eps=round(runner_eps, 2),
+         engine_cold_eps=round(cold_eps, 2), engine_warm_eps=round(warm_eps, 2),
+         engine_all_eps=round(all_eps, 2),
+         cold_vs_direct=round(cold_eps / direct_eps, 1), warm_vs_direct=round(warm_eps / direct_eps, 1),
+         all_vs_direct=round(all_eps / direct_eps, 1), all_vs_runner=round(all_eps / runner_eps, 1),
+         warm_vs_runner=round(warm_eps / runner_eps, 1),
+         mean_reward={"stock_direct": mean(direct_rewards), "stock_runner": mean(runner_rewards),
+                      "engine_cold": engine["cold_mean_reward"], "engine_warm": engine["warm_mean_reward"]},
+         engine_warm_loop_lag_s=engine["loop_lag_s"])
 
 
 def bench_rss(tmp: Path) -> None:
@@ -152,8 +188,10 @@ def bench_rss(tmp: Path) -> None:
            "--latency-ms", "2000", "--events", str(path)]
     subprocess.run(cmd, check=True, capture_output=True)
     end = next(e for e in read_events(path) if e["event"] == "run_end")
-    emit("rss_airline_300", episodes=end["episodes"], in_flight=300, peak_rss_mb=round(end["peak_rss_mb"], 1),
-         target_mb=1536, episodes_per_s=round(end["episodes_per_s"], 1))
+    emit("rss_airline_300", {"tasks": 50, "samples": 6, "concurrency": 300, "latency_ms": 2000,
+                             "process": "tau2-engine run subprocess"},
+         episodes=end["episodes"], peak_rss_mb=round(end["peak_rss_mb"], 1), target_mb=1536,
+         episodes_per_s=round(end["episodes_per_s"], 1))
 
 
 def equal_length_tasks(domain: str) -> list[Any]:
@@ -164,25 +202,38 @@ def equal_length_tasks(domain: str) -> list[Any]:
     return [t for t in tasks if len(t.evaluation_criteria.actions or []) == common]
 
 
-def bench_packing(tmp: Path, n: int = 512, latency_ms: float = 2000.0) -> None:
-    """Two identical waves of `n` episodes, all in flight at once. The first (cold) wave
-    also pays the one-off work of a process: parsing the domain, building its templates,
-    the gold replay of each task. The second (warm) wave is the steady state of a long RL
-    run, where those are long done; `packing_efficiency` is the warm wave's."""
+def packing_waves(n: int, latency_ms: float, tmp: Path) -> dict[str, Any]:
+    """Two identical waves of `n` telecom episodes of equal length, all in flight at once.
+    The first (cold) wave also pays the one-off work of a process: parsing the domain,
+    building its templates, the gold replay of each task. The second (warm) wave is the
+    steady state of a long RL run, where those are long done."""
     tasks = equal_length_tasks("telecom")
     specs = specs_for("telecom", tasks, -(-n // len(tasks)), latency_ms)[:n]
-    figures = []
+    figures: dict[str, Any] = {"tasks": len(tasks), "model_calls_per_episode": len(
+        tasks[0].evaluation_criteria.actions or []) + 1}
     for wave in ("cold", "warm"):
         path = tmp / f"packing-{wave}.jsonl"
+        cpu_started = time.process_time()
         wall, end = engine_run(specs, n, path)
+        cpu = time.process_time() - cpu_started
         model_time = sum(e["latency_s"] for e in read_events(path)
                          if e["event"] == "turn" and e["role"] == "assistant" and not e.get("history"))
-        figures.append((wall, model_time / (n * wall), end))
-    (cold_wall, cold_packing, _), (wall, packing, end) = figures
-    emit("packing_telecom_512", episodes=n, latency_ms=latency_ms, wall_s=round(wall, 2),
-         packing_efficiency=round(packing, 3), cold_wall_s=round(cold_wall, 2),
-         cold_packing_efficiency=round(cold_packing, 3), loop_lag_s=end["loop_lag_s"],
-         peak_rss_mb=round(end["peak_rss_mb"], 1))
+        figures[wave] = {"wall_s": round(wall, 2), "packing_efficiency": round(model_time / (n * wall), 3),
+                         "cpu_ms_per_episode": round(cpu / n * 1000, 2), "loop_lag_s": end["loop_lag_s"],
+                         "mean_reward": end["mean_reward"]}
+        path.unlink()
+    figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return figures
+
+
+def bench_packing(tmp: Path, n: int, latency_ms: float) -> None:
+    """`n` in flight at `latency_ms`, in a fresh process (its peak RSS is the run's own)."""
+    result = child("--packing-child", str(n), str(latency_ms))
+    emit(f"packing_telecom_{n}",
+         {"domain": "telecom", "episodes": n, "in_flight": n, "latency_ms": latency_ms,
+          "tasks": result.pop("tasks"), "model_calls_per_episode": result.pop("model_calls_per_episode"),
+          "waves": "cold (fresh process), then warm (same specs again)", "process": "fresh subprocess"},
+         **result)
 
 
 def bench_event_sink(tmp: Path, n: int = 100_000) -> None:
@@ -198,34 +249,48 @@ def bench_event_sink(tmp: Path, n: int = 100_000) -> None:
     events.close()
     total = time.perf_counter() - started
     lines = sum(1 for _ in open(path, "rb"))
-    emit("event_sink", events=n, lines=lines, emit_events_per_s=round(n / emitted),
-         written_events_per_s=round(n / total))
+    emit("event_sink", {"events": n, "sink": "JsonlFileSink"}, lines=lines,
+         emit_events_per_s=round(n / emitted), written_events_per_s=round(n / total))
+
+
+BENCHES = ("telecom", "airline", "rss", "packing", "sink", "scale")
+DEFAULT = ("telecom", "airline", "rss", "packing", "sink")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="subset of: telecom airline gym rss packing sink")
-    parser.add_argument("--quick", action="store_true", help="fewer episodes")
+    parser.add_argument("--only", nargs="*", choices=BENCHES, default=None,
+                        help=f"subset of: {' '.join(BENCHES)} (default: {' '.join(DEFAULT)})")
+    parser.add_argument("--quick", action="store_true", help="fewer tasks")
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="threads of stock tau2's runner and episodes in flight of the engine")
+    parser.add_argument("--scale", type=int, default=10_000, help="episodes in flight of `scale`")
+    parser.add_argument("--engine-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--packing-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    only = set(args.only or ["telecom", "airline", "gym", "rss", "packing", "sink"])
     tau2lib.load()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        telecom_eps = None
-        if "telecom" in only or "gym" in only:
-            quick = args.quick
-            telecom_eps = bench_stock_direct("telecom", 40 if quick else 114, 2 if quick else 4, tmp)
+        if args.engine_child:
+            domain, n_tasks, samples, concurrency = args.engine_child
+            engine_cold_warm(domain, int(n_tasks), int(samples), int(concurrency), tmp)
+            return
+        if args.packing_child:
+            print(json.dumps(packing_waves(int(args.packing_child[0]), float(args.packing_child[1]), tmp)))
+            return
+        only = set(args.only or DEFAULT)
+        if "telecom" in only:
+            bench_compare("telecom", 40 if args.quick else 114, 2, args.concurrency)
         if "airline" in only:
-            bench_stock_direct("airline", 5 if args.quick else 10, 2 if args.quick else 4, tmp)
-        if "gym" in only and telecom_eps is not None:
-            bench_gym(2 if args.quick else 4, telecom_eps)
+            bench_compare("airline", 4 if args.quick else 10, 2, args.concurrency)
         if "rss" in only:
             bench_rss(tmp)
         if "packing" in only:
-            bench_packing(tmp)
+            bench_packing(tmp, 512, 2000.0)
+        if "scale" in only:
+            bench_packing(tmp, args.scale, 10_000.0)
         if "sink" in only:
             bench_event_sink(tmp)
 
