@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=_positive_int("--concurrency"), default=32, help="episodes in flight"
     )
     run.add_argument(
+        "--workers",
+        type=_positive_int("--workers"),
+        default=1,
+        help="processes the run is spread over (one events file, one summary; limits are shared)",
+    )
+    run.add_argument(
         "--max-envs", type=_positive_int("--max-envs"), default=None, help="environments open at once"
     )
     run.add_argument(
@@ -359,9 +365,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             sinks.append(ConsoleSink())
         events = EventLog(config.run_id, sinks)
         try:
-            engine = Engine(config, events)
             with RunProgress(len(specs), sys.stderr) as progress:
-                summary, signalled = anyio.run(run_until_signalled, engine, specs, progress.advance, events)
+                if args.workers > 1:
+                    from engine.workers import run_workers
+
+                    summary, signalled = run_workers(specs, config, events, args.workers, progress.advance)
+                else:
+                    engine = Engine(config, events)
+                    summary, signalled = anyio.run(
+                        run_until_signalled, engine, specs, progress.advance, events
+                    )
         finally:
             events.close()
         if signalled is not None:
