@@ -67,7 +67,7 @@ def test_tasks_lists_ids() -> None:
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_2(args: list[str], message: str) -> None:
-    proc = run_cli(*args, timeout=60)
+    proc = run_cli(*args, timeout=240)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
