@@ -107,7 +107,7 @@ def test_timeout_with_slow_model_ends_every_episode_timeout_and_exits_zero(tmp_p
 
 
 def test_resume_without_events_path_is_a_usage_error() -> None:
-    proc = subprocess.run([*CLI, "run", "--resume"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*CLI, "run", "--resume"], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 2 and "--resume needs --events PATH" in proc.stderr
 
 
