@@ -18,6 +18,7 @@ Prints one JSON line per concurrency level.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -95,6 +96,9 @@ def main() -> None:
             episode_ms = wall / calls * 1000
             print(json.dumps({
                 "bench": "model_overhead",
+                "setup": {"domain": "telecom", "solo_mode": True, "policy": "openai",
+                          "endpoint": "tests.fake_openai_server (uvicorn thread, this process)",
+                          "episodes": args.episodes, "concurrency": concurrency, "latency_ms": 0},
                 "episodes": args.episodes,
                 "concurrency": concurrency,
                 "model_calls": calls,
@@ -105,6 +109,8 @@ def main() -> None:
                 "ratio": round(episode_ms / raw_ms, 2),
                 "calls_per_s": round(calls / wall, 1),
                 "raw_calls_per_s": round(calls / raw, 1),
+                "date": datetime.datetime.now().isoformat(timespec="minutes"),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
             }), flush=True)
 
 

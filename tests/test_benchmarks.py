@@ -32,3 +32,29 @@ def test_stock_runner_scores_a_wrong_script_zero(monkeypatch: pytest.MonkeyPatch
         "telecom", tasks, solo_mode=True, trials=1, concurrency=1, latency_s=0.0
     )
     assert rewards == [0.0]
+
+
+def test_readme_table_marks_targets_not_met(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import json
+
+    from benchmarks import readme_table
+
+    lag = {"p50": 0.001, "p99": 0.2, "max": 1.0, "samples": 10}
+    wave = {"wall_s": 80.0, "packing_efficiency": 0.6, "cpu_ms_per_episode": 6.0, "loop_lag_s": lag,
+            "mean_reward": 1.0}
+    records = [
+        {"bench": "packing_telecom_10000", "date": "d", "load_avg_1m": 1.0, "peak_rss_mb": 3000.0,
+         "setup": {"in_flight": 10000, "latency_ms": 10000.0, "model_calls_per_episode": 2},
+         "cold": wave, "warm": wave},
+        {"bench": "model_overhead", "date": "d", "load_avg_1m": 1.0, "concurrency": 1000,
+         "overhead_ms": 0.4, "episode_ms": 1.0, "raw_ms": 0.6},
+    ]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(json.dumps(r) for r in records)))
+    readme_table.main()
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == 2
+    assert "10000 telecom episodes in flight" in rows[0] and "**not met**" in rows[0]
+    assert "1000 in flight" in rows[1] and rows[1].endswith("<= 0.5 ms at 1,000: met |")
