@@ -6,6 +6,7 @@ trajectory message.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 import time
@@ -34,9 +35,10 @@ from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvSession, ToolSchema
-from engine.errors import EmptyMessage, EngineError
+from engine.errors import ContextOverflow, EmptyMessage, EngineError
 from engine.events import EventLog, emit_in_episode
 from engine.retry import call_with_retries, retry_events, retry_policy
+from engine.think import THINK_REPLY, THINK_TOOL, think_schema
 from engine.trajectory import (
     DONE_TOOL,
     STOP_TOKEN,
@@ -72,6 +74,8 @@ class EpisodeState:
     tool_calls: int = 0
     model_calls: int = 0
     """Requests sent to the policy model (not idempotent for a recording proxy such as AReaL's)."""
+    context_tokens: int = 0
+    """Prompt plus completion tokens of the last model call, as the endpoint reported them."""
     stopped: bool = False
     failure: EngineError | None = None
     """Why the conversation ended agent_error, when it ended on its own (e.g. TextInSolo)."""
@@ -185,6 +189,7 @@ class ObservedModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
         self.state.check_budget()
+        model_settings = within_budget(model_settings, self.state)
         endpoint = self.state.spec.policy.endpoint
 
         async def attempt() -> tuple[ModelResponse, float]:
@@ -240,12 +245,20 @@ class ObservedModel(Model):
                 )
             elif isinstance(item, ResponseOutputMessage):
                 texts.append(_text_of(item))
+        if self.state.spec.think_tool:
+            thoughts = [c for c in calls if c["name"] == THINK_TOOL]
+            calls = [c for c in calls if c["name"] != THINK_TOOL]
+            if thoughts and not calls and not "".join(texts):
+                self.state.steps += 1  # a tau2 step, as in AReaL's example: bounds think loops
+                return response
         message = assistant_message("".join(texts) or None, calls, solo_mode=self.state.spec.solo_mode)
         if message.content is not None and STOP_TOKEN in message.content:
             self.state.stopped = True
             # tau2 drops every other call of a stop message; don't execute them either
             self.state.skipped_calls.update(c["id"] for c in calls)
         usage = response.usage
+        if usage.total_tokens:
+            self.state.context_tokens = usage.total_tokens
         self.state.record_turn(
             message,
             latency_s=latency,
@@ -306,6 +319,25 @@ async def _invoke(name: str, ctx: ToolContext[EpisodeTools], raw_arguments: str)
     return str(result.content)
 
 
+async def _think(ctx: ToolContext[EpisodeTools], raw_arguments: str) -> str:
+    arguments = parse_arguments(raw_arguments)
+    ctx.context.state.events.emit(
+        "think", call_id=ctx.tool_call_id, thoughts=arguments.get("thoughts", arguments)
+    )
+    return THINK_REPLY
+
+
+def think_tool() -> FunctionTool:
+    schema = think_schema()
+    return FunctionTool(
+        name=schema.name,
+        description=schema.description,
+        params_json_schema=schema.parameters,
+        on_invoke_tool=_think,
+        strict_json_schema=False,
+    )
+
+
 def function_tool(schema: ToolSchema) -> FunctionTool:
     return FunctionTool(
         name=schema.name,
@@ -341,17 +373,36 @@ def model_settings(spec: EpisodeSpec) -> ModelSettings:
     agent (LLMSoloAgent), "auto" otherwise (tau2's generate() with tools); no
     `parallel_tool_calls` (stock sends none); the configured sampling."""
     sampling = spec.policy.sampling
-    extra: dict[str, Any] = {}
+    # max_completion_tokens, not max_tokens: AReaL's proxy reads max_tokens as the same
+    # per-call limit and refuses a request that sets both.
+    extra: dict[str, Any] = {"max_completion_tokens": sampling.max_completion_tokens}
     if sampling.seed is not None:
         # Samples of one task must not replay each other on a seeded endpoint.
         extra["seed"] = sampling.seed + spec.sample
     return ModelSettings(
         temperature=sampling.temperature,
         top_p=None if sampling.top_p == 1.0 else sampling.top_p,  # 1.0: the API default, unsent
-        max_tokens=sampling.max_tokens,
         tool_choice="required" if spec.solo_mode else "auto",
-        extra_args=extra or None,
+        extra_body=dict(sampling.extra_body) if sampling.extra_body else None,
+        extra_args=extra,
     )
+
+
+def within_budget(settings: ModelSettings, state: EpisodeState) -> ModelSettings:
+    """The settings of the next call under the conversation's token budget (AReaL's
+    `max_tokens`): the next prompt is at least the last call's prompt plus completion, so
+    the call may complete at most what is left; nothing left is a context overflow."""
+    budget = state.spec.policy.sampling.max_total_tokens
+    if budget is None or not state.context_tokens:
+        return settings
+    left = budget - state.context_tokens
+    if left <= 0:
+        raise ContextOverflow(
+            f"the conversation holds {state.context_tokens} tokens; the budget (max_tokens) is {budget}"
+        )
+    extra = dict(settings.extra_args or {})
+    extra["max_completion_tokens"] = min(int(extra.get("max_completion_tokens") or left), left)
+    return dataclasses.replace(settings, extra_args=extra)
 
 
 class EpisodeAgent(Agent[Any]):
@@ -375,7 +426,7 @@ def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> tuple
     agent = EpisodeAgent(
         name="tau2-agent",
         instructions=session.system_prompt,
-        tools=function_tools(session.tools),
+        tools=[*function_tools(session.tools), *([think_tool()] if state.spec.think_tool else [])],
         model=model,
         model_settings=model_settings(state.spec),
         reset_tool_choice=False,  # tau2 sends the same tool_choice on every call

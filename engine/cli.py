@@ -282,7 +282,7 @@ def _policy(args: argparse.Namespace, out: Console) -> PolicyConfig:
     sampling = Sampling(
         temperature=args.temperature,
         top_p=args.top_p,
-        max_tokens=args.max_tokens,
+        max_completion_tokens=args.max_tokens,
         seed=args.seed,
     )
     policy = PolicyConfig(

@@ -3,8 +3,10 @@ become frozen config objects. Everything past this module trusts its input."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,16 +34,23 @@ USER_MAX_TOKENS_ENV = "TAU2_USER_LLM_MAX_TOKENS"
 
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
-    """Sampling parameters sent with every model request."""
+    """Sampling parameters sent with every model request (AReaL's names and meanings)."""
 
     temperature: float = 1.0
     """Softmax temperature (the original example's default 1.0)."""
     top_p: float = 1.0
     """Nucleus sampling mass."""
-    max_tokens: int = 8192
-    """Completion token limit per model call."""
+    max_completion_tokens: int = 8192
+    """Completion token limit of one model call (AReaL's `max_new_tokens`), sent as
+    `max_completion_tokens`."""
+    max_total_tokens: int | None = None
+    """Prompt-plus-completion budget of the conversation (AReaL's `max_tokens`): a call is
+    capped to what is left of it, and an episode whose conversation has used it up ends
+    agent_error (context overflow) without another call. None: no budget."""
     seed: int | None = None
     """Sampling seed forwarded to the endpoint, if any."""
+    extra_body: Mapping[str, Any] | None = None
+    """Extra JSON fields of every request, e.g. {"chat_template_kwargs": {...}}."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +101,9 @@ class UserConfig:
     """llm without an endpoint: a litellm model string (e.g. `openai/gpt-4.1`) for tau2's
     own user simulator, which finds its API base and key the way litellm does (e.g.
     OPENAI_API_KEY, OPENAI_BASE_URL), as AEnvironment's tau2 env does."""
+    request_args: Mapping[str, Any] | None = None
+    """llm: extra request fields (AReaL's `user_llm_args`, e.g. temperature,
+    max_completion_tokens); temperature defaults to tau2's 0."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +132,8 @@ class EpisodeSpec:
     """The simulated user (non-solo only)."""
     timeout_s: float | None = None
     """Episode deadline in seconds (None: no deadline)."""
+    think_tool: bool = False
+    """Offer the agent AReaL's `think` tool (answered by the engine, not the environment)."""
 
     @property
     def key(self) -> tuple[str, str, int, int, str]:
@@ -320,27 +334,65 @@ def user_from_env(
     )
 
 
-def sampling_from(gconfig: object, base: Sampling) -> Sampling:
+GCONFIG_FIELDS: tuple[str, ...] = (
+    "extra_body", "max_completion_tokens", "max_new_tokens", "max_tokens", "seed",
+    "temperature", "top_p",
+)
+"""Sampling fields the engine uses, from AReaL's GenerationHyperparameters (`gconfig`) or
+OpenAI-style request arguments (`gen_args`): `max_new_tokens` / `max_completion_tokens`
+limit one call, `max_tokens` is the prompt-plus-completion budget."""
+
+
+def sampling_from(gconfig: object, base: Sampling, *, unused: set[str] | None = None) -> Sampling:
+    """`base` updated by a gconfig / gen_args mapping. Fields the engine does not use (AReaL's
+    `top_k`, `n_samples`, `greedy`, ...) are added to `unused`, never an error; a bad value of
+    a used field is."""
     if gconfig is None:
         return base
     if not isinstance(gconfig, Mapping):
         raise ConfigError(f"gconfig must be a mapping, got {type(gconfig).__name__}")
-    valid = ("max_tokens", "seed", "temperature", "top_p")
     out = base
     for key, value in gconfig.items():
+        if key not in GCONFIG_FIELDS:
+            if unused is not None:
+                unused.add(str(key))
+            continue
+        if value is None:
+            continue
         if key == "temperature":
             out = replace(out, temperature=check_float("gconfig.temperature", value, minimum=0))
         elif key == "top_p":
             out = replace(out, top_p=check_float("gconfig.top_p", value, minimum=0, strict=True))
-        elif key in ("max_tokens", "max_new_tokens"):
-            out = replace(out, max_tokens=check_int("gconfig.max_tokens", value, minimum=1))
+        elif key in ("max_new_tokens", "max_completion_tokens"):
+            out = replace(out, max_completion_tokens=check_int(f"gconfig.{key}", value, minimum=1))
+        elif key == "max_tokens":
+            out = replace(out, max_total_tokens=check_int("gconfig.max_tokens", value, minimum=2))
         elif key == "seed":
-            out = replace(out, seed=None if value is None else check_int("gconfig.seed", value, minimum=0))
-        elif key in ("n_samples", "stop", "greedy", "min_new_tokens", "stop_token_ids"):
-            continue  # AReaL GenerationHyperparameters fields the engine does not map
-        else:
-            raise ConfigError.choice("gconfig field", key, valid)
+            out = replace(out, seed=check_int("gconfig.seed", value, minimum=0))
+        elif key == "extra_body":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"gconfig.extra_body must be a mapping, got {value!r}")
+            out = replace(out, extra_body={**(out.extra_body or {}), **value})
     return out
+
+
+def report_unused(source: str, names: set[str]) -> None:
+    """Say once per process and source which given fields the engine does not use."""
+    if not names:
+        return
+    key = (source, frozenset(names))
+    with _reported_lock:
+        if key in _reported:
+            return
+        _reported.add(key)
+    _log.warning(
+        "%s: fields not used by tau2-engine (accepted, ignored): %s", source, ", ".join(sorted(names))
+    )
+
+
+_log = logging.getLogger("engine.config")
+_reported: set[tuple[str, frozenset[str]]] = set()
+_reported_lock = threading.Lock()
 
 
 def spec_from_data(
@@ -363,7 +415,9 @@ def spec_from_data(
     policy = default_policy or PolicyConfig()
     if "policy" in data:
         policy = replace(policy, name=check_choice("policy", data["policy"], POLICIES))
-    policy = replace(policy, sampling=sampling_from(data.get("gconfig"), policy.sampling))
+    unused: set[str] = set()
+    policy = replace(policy, sampling=sampling_from(data.get("gconfig"), policy.sampling, unused=unused))
+    report_unused("data['gconfig']", unused)
     if policy.name == "openai":
         endpoint = require_endpoint(policy)
         overrides = {k: data[k] for k in ("request_timeout", "max_retries") if data.get(k) is not None}

@@ -100,6 +100,8 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
             policy=spec.policy.name,
             backend=runtime.backend_name,
             solo_mode=spec.solo_mode,
+            user=None if spec.solo_mode else spec.user.kind,
+            think_tool=spec.think_tool,
             max_steps=spec.max_steps,
             timeout_s=spec.timeout_s,
         )

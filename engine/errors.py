@@ -16,6 +16,10 @@
     ├── StepBudgetExhausted              tau2's max_steps reached (status max_steps)
     └── EpisodeDiscarded                 AReaL hook: the episode must not be trained on
         (infra_error, timeout, cancelled); carries the EpisodeResult
+
+Every one of them survives a pickle round trip: AReaL's subprocess mode sends what a
+workflow raises back through a process pool, and an exception that cannot be rebuilt
+there breaks the pool for every later episode.
 """
 
 from __future__ import annotations
@@ -95,3 +99,6 @@ class EpisodeDiscarded(EngineError):
             f"{result.status}: {result.error or 'no detail'}"
         )
         self.result = result
+
+    def __reduce__(self) -> tuple[type[EpisodeDiscarded], tuple[EpisodeResult]]:
+        return (type(self), (self.result,))

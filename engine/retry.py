@@ -38,6 +38,8 @@ OVERFLOW_MARKERS: tuple[str, ...] = (
     "prompt is too long",
     "input is too long",
     "too many tokens",
+    "exceeds max_total_tokens",  # AReaL's proxy: "len of prompt tokens N exceeds max_total_tokens M"
+    "exceeds engine_max_tokens",  # ... and its engine_max_tokens twin
 )
 """Phrases by which OpenAI-compatible servers report a prompt that does not fit."""
 

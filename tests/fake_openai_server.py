@@ -226,3 +226,29 @@ def scripted_user(task: Any) -> Responder:
         return opening_line(task), []
 
     return respond
+
+
+def non_solo_agents(tasks: Iterable[Any]) -> Responder:
+    """`gold_agent` of several non-solo tasks at once: the task is the one whose opening
+    line (see `scripted_user`) the conversation starts with."""
+    from engine.users.scripted import opening_line
+
+    by_opening = {opening_line(task): gold_agent([task], solo_mode=False) for task in tasks}
+
+    def respond(body: dict[str, Any]) -> Reply:
+        first = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        return by_opening[first](body)
+
+    return respond
+
+
+def scripted_users(tasks: Iterable[Any]) -> Responder:
+    """`scripted_user` of several tasks at once: the task is the one whose scenario is in
+    the user simulator's system prompt."""
+    by_scenario = {str(task.user_scenario): scripted_user(task) for task in tasks}
+
+    def respond(body: dict[str, Any]) -> Reply:
+        system = body["messages"][0]["content"]
+        return next(r for scenario, r in by_scenario.items() if scenario in system)(body)
+
+    return respond

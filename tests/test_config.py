@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 
 from engine.config import plan_episodes, spec_from_data
@@ -11,12 +13,24 @@ def test_data_defaults_to_telecom_solo_oracle() -> None:
     assert (spec.domain, spec.solo_mode, spec.policy.name) == ("telecom", True, "oracle")
 
 
-def test_gconfig_overrides_sampling() -> None:
-    spec = spec_from_data(
-        {"task_id": TELECOM, "gconfig": {"temperature": 0.3, "top_p": 0.9, "max_tokens": 64, "seed": 7}}
-    )
-    s = spec.policy.sampling
-    assert (s.temperature, s.top_p, s.max_tokens, s.seed) == (0.3, 0.9, 64, 7)
+def test_gconfig_overrides_sampling_with_areals_token_meanings() -> None:
+    gconfig = {"temperature": 0.3, "top_p": 0.9, "max_new_tokens": 64, "max_tokens": 4096, "seed": 7}
+    s = spec_from_data({"task_id": TELECOM, "gconfig": gconfig}).policy.sampling
+    assert (s.temperature, s.top_p, s.seed) == (0.3, 0.9, 7)
+    assert (s.max_completion_tokens, s.max_total_tokens) == (64, 4096)  # per call, whole budget
+    s = spec_from_data({"task_id": TELECOM, "gconfig": {"max_completion_tokens": 32}}).policy.sampling
+    assert (s.max_completion_tokens, s.max_total_tokens) == (32, None)
+
+
+def test_unused_gconfig_fields_are_accepted_and_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    data = {"task_id": TELECOM, "gconfig": {"top_k": 100000000, "greedy": False, "n_samples": 8}}
+    with caplog.at_level(logging.WARNING, logger="engine.config"):
+        for _ in range(3):
+            assert spec_from_data(data).policy.sampling.temperature == 1.0
+    reports = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert reports == [
+        "data['gconfig']: fields not used by tau2-engine (accepted, ignored): greedy, n_samples, top_k"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -34,7 +48,7 @@ def test_gconfig_overrides_sampling() -> None:
             {"task_id": TELECOM, "policy": "gpt"},
             r"unknown policy 'gpt'; expected one of noisy-oracle, openai, oracle",
         ),
-        ({"task_id": TELECOM, "gconfig": {"temp": 1}}, r"unknown gconfig field 'temp'"),
+        ({"task_id": TELECOM, "gconfig": {"temperature": "hot"}}, r"gconfig.temperature must be a number"),
         ({"task_id": TELECOM, "gconfig": {"top_p": 0}}, r"gconfig.top_p must be > 0"),
         (
             {"domain": "airline", "task_id": "0", "solo_mode": True},
@@ -49,7 +63,7 @@ def test_gconfig_overrides_sampling() -> None:
         "max-steps",
         "seed-type",
         "policy",
-        "gconfig-key",
+        "gconfig-value",
         "top-p",
         "solo-airline",
         "solo-type",

@@ -69,7 +69,7 @@ def episode_events(sink: MemorySink, result: EpisodeResult) -> list[dict[str, An
 async def test_gold_actions_reach_reward_1_with_key_sampling_and_usage_on_the_wire(
     server: FakeOpenAI,
 ) -> None:
-    sampling = Sampling(temperature=0.5, top_p=0.9, max_tokens=321, seed=11)
+    sampling = Sampling(temperature=0.5, top_p=0.9, max_completion_tokens=321, seed=11)
     results, sink = await run(*(spec(server, t, sampling=sampling) for t in TASKS[:4]))
     assert [r.status.value for r in results] == ["completed"] * 4
     assert all(r.reward == 1.0 and isinstance(r.reward, float) for r in results)
@@ -78,7 +78,8 @@ async def test_gold_actions_reach_reward_1_with_key_sampling_and_usage_on_the_wi
         assert req.headers["authorization"] == f"Bearer {KEY}"
         body = req.body
         assert (body["model"], body["temperature"], body["top_p"]) == ("policy-m", 0.5, 0.9)
-        assert (body["max_tokens"], body["seed"]) == (321, 11)
+        assert (body["max_completion_tokens"], body["seed"]) == (321, 11)
+        assert "max_tokens" not in body  # AReaL's proxy refuses both at once
     turns = sink.named("turn")
     assert len(turns) == len(server.requests)
     for turn in turns:
@@ -273,3 +274,99 @@ def test_one_connection_pool_per_loop_sized_to_the_model_slots() -> None:
     assert (a.api_key, b.api_key, a.max_retries, b.max_retries) == ("k1", "k2", 0, 0)
     assert a._client is b._client  # one httpx pool shared by both session keys
     assert a._client._transport._pool._max_connections == 7
+
+
+VLLM_OVERFLOW = ("This model's maximum context length is 32768 tokens. However, you requested "
+                 "40000 tokens in the messages. Please reduce the length of the messages.")
+AREAL_OVERFLOW = "len of prompt tokens 40000 exceeds max_total_tokens 32768"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=400, message=VLLM_OVERFLOW), Fault(status=500, message=AREAL_OVERFLOW)],
+    ids=["vllm-400", "areal-proxy-500"],
+)
+async def test_context_overflow_is_the_policys_failure_never_retried(
+    server: FakeOpenAI, fault: Fault
+) -> None:
+    server.inject(fault)
+    results, sink = await run(spec(server))
+    result = results[0]
+    assert (result.status.value, result.error_type, result.reward) == ("agent_error", "ContextOverflow", 0.0)
+    assert result.model_calls == 1 and len(server.requests) == 1
+    assert sink.named("retry") == []
+
+
+@pytest.mark.anyio
+async def test_token_budget_caps_each_call_and_ends_the_episode_when_used_up(server: FakeOpenAI) -> None:
+    first = await run(spec(server))
+    used = first[1].named("turn")[0]["usage"]["total_tokens"]  # the first call's prompt + completion
+    server.requests.clear()
+    # A budget that fits the first call, leaves 5 tokens for the second, and none for a third.
+    budget = used + 5
+    sampling = Sampling(max_completion_tokens=100, max_total_tokens=budget)
+    results, _ = await run(spec(server, sampling=sampling))
+    result = results[0]
+    caps = [r.body["max_completion_tokens"] for r in server.requests]
+    assert caps[0] == 100 and caps[1] == 5
+    assert (result.status.value, result.error_type) == ("agent_error", "ContextOverflow")
+    assert result.model_calls == len(server.requests)
+
+
+@pytest.mark.anyio
+async def test_extra_body_fields_go_on_the_wire(server: FakeOpenAI) -> None:
+    sampling = Sampling(extra_body={"chat_template_kwargs": {"enable_thinking": True}, "top_k": 20})
+    results, _ = await run(spec(server, sampling=sampling))
+    assert results[0].reward == 1.0
+    for req in server.requests:
+        assert req.body["chat_template_kwargs"] == {"enable_thinking": True}
+        assert req.body["top_k"] == 20
+
+
+def thinking_first(inner: Any) -> Any:
+    """A responder that thinks once, then plays `inner` on the conversation without the
+    think call (so the gold script continues where it was)."""
+
+    def respond(body: dict[str, Any]) -> Any:
+        messages = body["messages"]
+        think_ids = {c["id"] for m in messages for c in m.get("tool_calls") or []
+                     if c["function"]["name"] == "think"}
+        if not think_ids:
+            return None, [("think", '{"thoughts": "check the line status first"}')]
+        rest = [m for m in messages
+                if not (m["role"] == "tool" and m.get("tool_call_id") in think_ids)
+                and not any(c["id"] in think_ids for c in m.get("tool_calls") or [])]
+        return inner({**body, "messages": rest})
+
+    return respond
+
+
+@pytest.mark.anyio
+async def test_think_tool_is_areals_schema_answered_by_the_engine_and_kept_out_of_scoring(
+    server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from engine.think import THINK_REPLY
+
+    monkeypatch.setattr(server, "responder", thinking_first(gold_agent(TASKS, solo_mode=True)))
+    results, sink = await run(replace(spec(server), think_tool=True))
+    result = results[0]
+    assert (result.status.value, result.reward) == ("completed", 1.0)
+    offered = {t["function"]["name"]: t["function"] for t in server.requests[0].body["tools"]}
+    # The schema tau2's Tool builds from AReaL's `think` function (examples/tau2/agent.py).
+    assert offered["think"] == {
+        "name": "think",
+        "description": "Use this tool to think. The thoughts will be visible in the history.\n\n"
+                       "Only use this tool to think when necessary.",
+        "parameters": {"properties": {"thoughts": {"title": "Thoughts", "type": "string"}},
+                       "required": ["thoughts"], "title": "parameters", "type": "object"},
+    }
+    thinks = sink.named("think")
+    assert [t["thoughts"] for t in thinks] == ["check the line status first"]
+    answer = [m for m in server.requests[1].body["messages"] if m["role"] == "tool"]
+    assert answer[-1]["content"] == THINK_REPLY
+    assert all(e["name"] != "think" for e in sink.named("tool_call"))
+    events = episode_events(sink, result)
+    assert rescore(events, domain="telecom", task_id=TASK.id, solo_mode=True) == 1.0

@@ -155,7 +155,8 @@ def make_user(
         if config.endpoint is None:
             raise ConfigError("user 'llm' needs an endpoint: set TAU2_USER_LLM and TAU2_USER_LLM_API_BASE")
         return LLMUser(
-            config.endpoint, task, run_tool, tools=user_tools, seed=seed, max_tokens=config.max_tokens
+            config.endpoint, task, run_tool, tools=user_tools, seed=seed, max_tokens=config.max_tokens,
+            request_args=config.request_args,
         )
     raise ConfigError.choice("user", config.kind, ("llm", "scripted"))
 

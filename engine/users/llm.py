@@ -43,6 +43,11 @@ EMPTY_REPLY_RETRIES = 3
 _pools = LoopPools()
 
 
+async def close_loop_clients() -> None:
+    """Close the running loop's user-simulator connections (at the end of the loop's work)."""
+    await _pools.aclose()
+
+
 def system_prompt(task: Task, *, use_tools: bool) -> str:
     """tau2's user-simulator system prompt for `task`."""
     from tau2.user.user_simulator import SYSTEM_PROMPT, get_global_user_sim_guidelines
@@ -99,6 +104,7 @@ class LLMUser:
         seed: int | None = None,
         client: AsyncOpenAI | None = None,
         max_tokens: int = DEFAULT_USER_MAX_TOKENS,
+        request_args: Mapping[str, Any] | None = None,
     ) -> None:
         from tau2.user.base import is_valid_user_history_message
 
@@ -108,6 +114,7 @@ class LLMUser:
         self._seed = seed
         self._client = client
         self._max_tokens = max_tokens
+        self._request_args = dict(request_args or {})
         self.system_prompt = system_prompt(task, use_tools=self._tools is not None)
         state = task.initial_state
         past = (state.message_history or []) if state else []
@@ -165,7 +172,10 @@ class LLMUser:
             "messages": api_messages(self.system_prompt, self.history),
             "temperature": USER_TEMPERATURE,
             "max_tokens": self._max_tokens,
+            **self._request_args,
         }
+        if "max_completion_tokens" in self._request_args:
+            del request["max_tokens"]  # one completion limit: servers refuse both
         if self._tools:
             request["tools"] = self._tools
             request["tool_choice"] = "auto"
