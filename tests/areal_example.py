@@ -29,7 +29,7 @@ def tau2_env_config(**values: Any) -> dict[str, Any]:
 
 def airline_econfig(user_llm_base_url: str, **values: Any) -> dict[str, Any]:
     """The `econfig` of config_8b_airline.yaml (the user LLM's address is the user's)."""
-    return tau2_env_config(
+    yaml_values: dict[str, Any] = dict(
         domain="airline",
         max_steps=50,
         add_thinking_tool=False,
@@ -39,8 +39,8 @@ def airline_econfig(user_llm_base_url: str, **values: Any) -> dict[str, Any]:
         user_llm_args={"temperature": 0.0, "max_completion_tokens": 512},
         turn_discount=1.0,
         invalid_format_penalty=0.1,
-        **values,
     )
+    return tau2_env_config(**{**yaml_values, **values})
 
 
 def workflow_kwargs(

@@ -74,6 +74,9 @@ class FakeOpenAI:
     faults: collections.deque[Fault] = field(default_factory=collections.deque)
     requests: list[Recorded] = field(default_factory=list)
     port: int = 0
+    rules: list[Callable[[dict[str, Any]], Fault | None]] = field(default_factory=list)
+    """One-shot faults chosen by the request: the first rule that answers a Fault for a
+    request is used up by it (checked before `faults`)."""
 
     @property
     def base_url(self) -> str:
@@ -85,7 +88,7 @@ class FakeOpenAI:
     async def _completions(self, request: Request) -> JSONResponse:
         body = await request.json()
         self.requests.append(Recorded(dict(request.headers), body))
-        fault = self.faults.popleft() if self.faults else Fault()
+        fault = self._ruled(body) or (self.faults.popleft() if self.faults else Fault())
         if self.latency_s or fault.delay_s:
             await asyncio.sleep(self.latency_s + fault.delay_s)
         if fault.status is not None:
@@ -104,6 +107,17 @@ class FakeOpenAI:
             name = calls[0][0] if calls else "get_customer_by_phone"
             content, calls, prefix = None, [(name, '{"phone_number": "555')], BAD_CALL_PREFIX
         return JSONResponse(completion(body, content, calls, prefix))
+
+    def inject_when(self, rule: Callable[[dict[str, Any]], Fault | None]) -> None:
+        self.rules.append(rule)
+
+    def _ruled(self, body: dict[str, Any]) -> Fault | None:
+        for rule in self.rules:
+            fault = rule(body)
+            if fault is not None:
+                self.rules.remove(rule)
+                return fault
+        return None
 
     @contextmanager
     def running(self) -> Iterator[FakeOpenAI]:
@@ -152,7 +166,7 @@ def completion(body: dict[str, Any], content: str | None, calls: list[tuple[str,
     }
 
 
-def _played(messages: list[dict[str, Any]]) -> int:
+def played(messages: list[dict[str, Any]]) -> int:
     """Agent steps already played: assistant messages, minus injected bad calls and the
     fixed greeting."""
     n = 0
@@ -182,9 +196,9 @@ def gold_agent(tasks: Iterable[Any], *, solo_mode: bool) -> Responder:
             script = scripts[0][1]
         else:
             script = next(s for t, s in scripts if t.ticket and t.ticket in system)
-        played = _played(messages)
+        done = played(messages)
         steps = [*script.steps, script.final]
-        step = steps[min(played, len(steps) - 1)]
+        step = steps[min(done, len(steps) - 1)]
         if isinstance(step, ToolStep):
             return None, [(step.name, json.dumps(step.arguments))]
         assert isinstance(step, SayStep)
