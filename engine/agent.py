@@ -373,18 +373,19 @@ def model_settings(spec: EpisodeSpec) -> ModelSettings:
     agent (LLMSoloAgent), "auto" otherwise (tau2's generate() with tools); no
     `parallel_tool_calls` (stock sends none); the configured sampling."""
     sampling = spec.policy.sampling
-    # max_completion_tokens, not max_tokens: AReaL's proxy reads max_tokens as the same
-    # per-call limit and refuses a request that sets both.
-    extra: dict[str, Any] = {"max_completion_tokens": sampling.max_completion_tokens}
+    # The per-call limit goes out as `max_tokens`, as stock tau2 sends it (AReaL's proxy reads
+    # it as max_completion_tokens; it refuses a request that sets both).
+    extra: dict[str, Any] = {}
     if sampling.seed is not None:
         # Samples of one task must not replay each other on a seeded endpoint.
         extra["seed"] = sampling.seed + spec.sample
     return ModelSettings(
         temperature=sampling.temperature,
         top_p=None if sampling.top_p == 1.0 else sampling.top_p,  # 1.0: the API default, unsent
+        max_tokens=sampling.max_completion_tokens,
         tool_choice="required" if spec.solo_mode else "auto",
         extra_body=dict(sampling.extra_body) if sampling.extra_body else None,
-        extra_args=extra,
+        extra_args=extra or None,
     )
 
 
@@ -400,9 +401,7 @@ def within_budget(settings: ModelSettings, state: EpisodeState) -> ModelSettings
         raise ContextOverflow(
             f"the conversation holds {state.context_tokens} tokens; the budget (max_tokens) is {budget}"
         )
-    extra = dict(settings.extra_args or {})
-    extra["max_completion_tokens"] = min(int(extra.get("max_completion_tokens") or left), left)
-    return dataclasses.replace(settings, extra_args=extra)
+    return dataclasses.replace(settings, max_tokens=min(settings.max_tokens or left, left))
 
 
 class EpisodeAgent(Agent[Any]):

@@ -41,8 +41,8 @@ class Sampling:
     top_p: float = 1.0
     """Nucleus sampling mass."""
     max_completion_tokens: int = 8192
-    """Completion token limit of one model call (AReaL's `max_new_tokens`), sent as
-    `max_completion_tokens`."""
+    """Completion token limit of one model call (AReaL's `max_new_tokens`; sent as
+    `max_tokens`, as stock tau2 sends it)."""
     max_total_tokens: int | None = None
     """Prompt-plus-completion budget of the conversation (AReaL's `max_tokens`): a call is
     capped to what is left of it, and an episode whose conversation has used it up ends

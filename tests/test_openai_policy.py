@@ -78,8 +78,8 @@ async def test_gold_actions_reach_reward_1_with_key_sampling_and_usage_on_the_wi
         assert req.headers["authorization"] == f"Bearer {KEY}"
         body = req.body
         assert (body["model"], body["temperature"], body["top_p"]) == ("policy-m", 0.5, 0.9)
-        assert (body["max_completion_tokens"], body["seed"]) == (321, 11)
-        assert "max_tokens" not in body  # AReaL's proxy refuses both at once
+        assert (body["max_tokens"], body["seed"]) == (321, 11)
+        assert "max_completion_tokens" not in body  # AReaL's proxy refuses both at once
     turns = sink.named("turn")
     assert len(turns) == len(server.requests)
     for turn in turns:
@@ -308,7 +308,7 @@ async def test_token_budget_caps_each_call_and_ends_the_episode_when_used_up(ser
     sampling = Sampling(max_completion_tokens=100, max_total_tokens=budget)
     results, _ = await run(spec(server, sampling=sampling))
     result = results[0]
-    caps = [r.body["max_completion_tokens"] for r in server.requests]
+    caps = [r.body["max_tokens"] for r in server.requests]
     assert caps[0] == 100 and caps[1] == 5
     assert (result.status.value, result.error_type) == ("agent_error", "ContextOverflow")
     assert result.model_calls == len(server.requests)

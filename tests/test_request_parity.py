@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Item.*ReadOnly:UserWarning")
 
 KEY = "sk-parity"
 MODEL = "policy-m"
-SAMPLING = Sampling(temperature=0.0, max_tokens=512, seed=7)
+SAMPLING = Sampling(temperature=0.0, max_completion_tokens=512, seed=7)
 SOLO_TASK = distinct_ticket_tasks("telecom")[0]
 
 
@@ -97,7 +97,7 @@ def _stock_agent(server: FakeOpenAI, domain: str, task: Any, solo: bool) -> Any:
         "api_base": server.base_url,
         "api_key": KEY,
         "temperature": SAMPLING.temperature,
-        "max_tokens": SAMPLING.max_tokens,
+        "max_tokens": SAMPLING.max_completion_tokens,
         "seed": SAMPLING.seed,
     }
     env = registry.get_env_constructor(domain)(solo_mode=solo)

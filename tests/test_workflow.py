@@ -63,7 +63,7 @@ async def test_inline_mode_uses_base_url_session_key_and_http_client(server: Fak
     for req in server.requests:
         assert req.headers["authorization"] == "Bearer session-abc"
         body = req.body
-        assert (body["temperature"], body["top_p"], body["max_completion_tokens"]) == (0.7, 0.8, 8192)
+        assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.7, 0.8, 8192)
 
 
 def test_subprocess_mode_reads_the_endpoint_from_the_environment(server: FakeOpenAI) -> None:
@@ -102,7 +102,7 @@ async def test_request_timeout_and_retries_from_workflow_kwargs_and_from_data(
     data = {"domain": "telecom", "task_id": TASKS[0].id, "solo_mode": True}
     server.inject(Fault(delay_s=1.0))
     with pytest.raises(EpisodeDiscarded) as caught:
-        await Tau2Workflow(request_timeout=0.3, max_retries=0).run(data, base_url=server.base_url)
+        await Tau2Workflow(SOLO, request_timeout=0.3, max_retries=0).run(data, base_url=server.base_url)
     result = caught.value.result
     assert (result.status.value, result.error_type) == ("infra_error", "ModelError")
     assert "after 1 attempts: APITimeoutError" in (result.error or "")
@@ -173,7 +173,7 @@ def test_cli_openai_policy_sends_key_model_and_sampling(server: FakeOpenAI, tmp_
         assert req.headers["authorization"] == "Bearer cli-key"
         body = req.body
         assert (body["model"], body["temperature"], body["top_p"]) == ("cli-model", 0.5, 0.95)
-        assert body["max_completion_tokens"] == 1024
+        assert body["max_tokens"] == 1024
         seeds.add(body["seed"])
     assert seeds == {5, 6}  # --seed 5: sample k sends seed 5 + k, so samples differ
     assert json.loads(events.read_text().splitlines()[0])["event"] == "run_start"
@@ -210,7 +210,7 @@ async def test_areal_example_kwargs_run_an_airline_row_with_the_llm_user_from_ec
         reward = await workflow.run({"task_id": AIRLINE, "split": "train"},
                                     base_url=agent.base_url, api_key="session-key")
     assert reward == 1.0 and type(reward) is float
-    assert {r.body["max_completion_tokens"] for r in agent.requests} == {8192}
+    assert {r.body["max_tokens"] for r in agent.requests} == {8192}
     assert {r.body["temperature"] for r in agent.requests} == {1.0}
     # the user simulator is econfig's: model without litellm's provider prefix, its args
     assert user.requests
@@ -247,13 +247,18 @@ async def test_row_econfig_and_gconfig_override_the_workflows(server: FakeOpenAI
     assert {r.body["temperature"] for r in server.requests} == {0.2}
 
 
-def test_rows_default_to_the_train_split_and_domains_without_splits_to_all_tasks() -> None:
+def test_rows_default_to_the_train_split_and_domains_without_splits_to_all_tasks(
+    airline: tuple[FakeOpenAI, FakeOpenAI],
+) -> None:
     endpoint = Tau2Workflow().endpoint({"base_url": "http://127.0.0.1:9/v1"})
-    spec = Tau2Workflow(tau2_env_config(domain="airline")).spec({"task_id": AIRLINE}, endpoint)
-    assert (spec.domain, spec.split, spec.solo_mode, spec.max_steps) == ("airline", "train", False, 100)
+    workflow = Tau2Workflow(airline_econfig(airline[1].base_url))
+    spec = workflow.spec({"task_id": AIRLINE}, endpoint)
+    assert (spec.domain, spec.split, spec.solo_mode, spec.max_steps) == ("airline", "train", False, 50)
+    assert spec.user.kind == "llm"
     with pytest.raises(ValueError, match="unknown task_id '2' in domain 'airline'"):
-        Tau2Workflow(tau2_env_config(domain="airline")).spec({"task_id": "2"}, endpoint)  # not in train
-    mock = Tau2Workflow(tau2_env_config(domain="mock")).spec({"task_id": "create_task_1"}, endpoint)
+        workflow.spec({"task_id": "2"}, endpoint)  # not in the train split
+    mock = Tau2Workflow(tau2_env_config(domain="mock", solo_mode=True)).spec({"task_id": "create_task_1"},
+                                                                             endpoint)
     assert mock.split is None
 
 
@@ -266,8 +271,11 @@ def test_a_real_policy_with_the_scripted_user_says_so(
     for name in ("TAU2_USER_LLM", "TAU2_USER_LLM_API_BASE"):
         monkeypatch.delenv(name, raising=False)
     endpoint = Tau2Workflow().endpoint({"base_url": "http://127.0.0.1:9/v1"})
+    econfig = tau2_env_config(domain="airline")  # AReaL's defaults: non-solo, no user LLM
+    with pytest.raises(ValueError, match="set econfig.user_llm_base_url and econfig.user_llm"):
+        Tau2Workflow(econfig).spec({"task_id": AIRLINE}, endpoint)
     with caplog.at_level(logging.WARNING, logger="engine.workflow"):
-        spec = Tau2Workflow(tau2_env_config(domain="airline")).spec({"task_id": AIRLINE}, endpoint)
+        spec = Tau2Workflow(econfig, user="scripted").spec({"task_id": AIRLINE}, endpoint)
     assert spec.user.kind == "scripted"
     assert any("SCRIPTED user" in r.getMessage() for r in caplog.records)
 
@@ -335,14 +343,16 @@ def test_a_discarded_episode_does_not_break_a_process_pool(server: FakeOpenAI) -
 # --- no leak per call -----------------------------------------------------------------------
 
 
-def test_subprocess_style_calls_leave_no_engine_loop_or_file_descriptor(server: FakeOpenAI) -> None:
+def test_subprocess_style_calls_leave_no_engine_loop_or_file_descriptor(
+    server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gc
 
     import psutil
 
     workflow = Tau2Workflow(SOLO)
     data = {"task_id": TASKS[0].id}
-    os.environ["OPENAI_BASE_URL"] = server.base_url
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     process = psutil.Process()
 
     def fds() -> int:
