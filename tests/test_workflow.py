@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -370,3 +371,43 @@ def test_subprocess_style_calls_leave_no_engine_loop_or_file_descriptor(
     from engine.hooks import _engines
 
     assert len(_engines) == 0  # every loop's engine was closed with its loop
+
+
+# --- backends and the per-loop concurrency cap ---------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_full_per_loop_cap_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    workflow = Tau2Workflow(SOLO, concurrency=1)
+    row = {"task_id": TASKS[0].id, "policy": "oracle"}
+    rewards: list[float] = []
+
+    async def one() -> None:
+        rewards.append(await workflow.run(row))
+
+    with caplog.at_level(logging.WARNING, logger="engine.hooks"):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(one)
+    assert rewards == [1.0, 1.0, 1.0]
+    full = [r for r in caplog.records if "episode slots" in r.getMessage()]
+    assert len(full) == 1 and "all 1 episode slots" in full[0].getMessage()
+
+
+@pytest.mark.anyio
+async def test_the_hook_and_the_workflow_take_their_backend_from_config_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("aenv")
+    from engine.envs.aenv_local import AenvLocalBackend
+    from engine.hooks import hook_engine
+
+    monkeypatch.setenv("TAU2_ENGINE_MAX_ENVS", "1")
+    row = {"task_id": TASKS[0].id, "policy": "oracle"}
+    assert await Tau2Workflow(SOLO, backend="aenv-local").run(row) == 1.0
+    assert isinstance(hook_engine("aenv-local").backend, AenvLocalBackend)
+    monkeypatch.setenv("TAU2_ENGINE_BACKEND", "aenv-local")
+    assert await run_agent_return_reward({**row, "domain": "telecom"}) == 1.0
+    assert isinstance(hook_engine().backend, AenvLocalBackend)
+    with pytest.raises(ValueError, match="unknown backend 'nope'; expected one of aenv, aenv-local, local"):
+        Tau2Workflow(backend="nope")
