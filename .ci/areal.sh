@@ -17,5 +17,5 @@ echo "torch==2.13.0" > "$VENV/constraints.txt"
 "$VENV/bin/pip" install -q --no-deps areal==1.0.4
 
 # A missing AReaL is a failure here, not a skip.
-TAU2_ENGINE_REQUIRE_AREAL=1 LITELLM_LOCAL_MODEL_COST_MAP=True \
+TAU2_ENGINE_REQUIRE_AREAL=1 LITELLM_LOCAL_MODEL_COST_MAP=True AREAL_PROXY_WARN_ONCE=1 \
     "$VENV/bin/python" -m pytest -q -m areal -p no:cacheprovider tests/test_areal.py
