@@ -191,6 +191,7 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+@pytest.mark.timeout(2400)  # 2 x 1,020 episodes on two loaded cores
 def test_fds_and_memory_stay_flat_over_1000_subprocess_style_calls(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
