@@ -7,37 +7,30 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from agents import (
-    Agent,
-    FunctionTool,
-    Model,
-    ModelResponse,
-    ModelSettings,
-    StopAtTools,
-)
-from agents.agent_output import AgentOutputSchemaBase
-from agents.handoffs import Handoff
-from agents.items import TResponseInputItem, TResponseStreamEvent
-from agents.models.interface import ModelTracing
-from agents.run_context import RunContextWrapper
-from agents.tool import Tool
-from agents.tool_context import ToolContext
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
-from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvSession, ToolSchema
 from engine.errors import ContextOverflow, EmptyMessage, EngineError
 from engine.events import EventLog, emit_in_episode
 from engine.retry import call_with_retries, retry_events, retry_policy
+from engine.sdk import (
+    AgentLoop,
+    InputItem,
+    Model,
+    ModelResponse,
+    ModelSettings,
+    Tool,
+    WholeResponseModel,
+    function_tool,
+)
 from engine.think import THINK_REPLY, THINK_TOOL, think_schema
 from engine.trajectory import (
     DONE_TOOL,
@@ -80,8 +73,6 @@ class EpisodeState:
     failure: EngineError | None = None
     """Why the conversation ended agent_error, when it ended on its own (e.g. TextInSolo)."""
     skipped_calls: set[str] = field(default_factory=set)
-    unknown_tool: Callable[[str], Tool] | None = None
-    """Builds a tool for a name the model made up; the environment answers it with an error."""
 
     def check_budget(self) -> None:
         """tau2's orchestrator checks: step and tool-error budgets, before a new message."""
@@ -163,7 +154,7 @@ def _is_empty(response: ModelResponse) -> bool:
     return True
 
 
-class ObservedModel(Model):
+class ObservedModel(WholeResponseModel):
     """Wraps the policy model: budget checks, the model-call limiter, `turn` events."""
 
     def __init__(
@@ -177,16 +168,13 @@ class ObservedModel(Model):
     async def get_response(
         self,
         system_instructions: str | None,
-        input: str | list[TResponseInputItem],
+        input: str | list[InputItem],
         model_settings: ModelSettings,
         tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
+        output_schema: Any,
+        handoffs: list[Any],
+        tracing: Any,
+        **kwargs: Any,
     ) -> ModelResponse:
         self.state.check_budget()
         model_settings = within_budget(model_settings, self.state)
@@ -204,9 +192,7 @@ class ObservedModel(Model):
                     output_schema,
                     handoffs,
                     tracing,
-                    previous_response_id=previous_response_id,
-                    conversation_id=conversation_id,
-                    prompt=prompt,
+                    **kwargs,
                 )
                 return response, time.perf_counter() - started
 
@@ -232,14 +218,8 @@ class ObservedModel(Model):
             )
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
-        known = {tool.name for tool in tools}
         for item in response.output:
             if isinstance(item, ResponseFunctionToolCall):
-                if item.name not in known and self.state.unknown_tool is not None:
-                    # The Runner looks tools up in this same list after the call: a made-up
-                    # name gets a tool that lets the environment answer with tau2's error.
-                    tools.append(self.state.unknown_tool(item.name))
-                    known.add(item.name)
                 calls.append(
                     {"id": item.call_id, "name": item.name, "arguments": parse_arguments(item.arguments)}
                 )
@@ -277,22 +257,6 @@ class ObservedModel(Model):
             self.state.steps += 1  # the environment's reply to these calls is one tau2 step
         return response
 
-    def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        raise NotImplementedError("the engine runs agents with Runner.run, not streaming")
-
 
 @dataclass
 class EpisodeTools:
@@ -305,10 +269,10 @@ class EpisodeTools:
     """Tools of one message run one at a time, in call order, as in tau2."""
 
 
-async def _invoke(name: str, ctx: ToolContext[EpisodeTools], raw_arguments: str) -> str:
-    episode = ctx.context
+async def _invoke(episode: EpisodeTools, call_id: str, name: str, raw_arguments: str) -> str:
+    """Every tool call of the agent, to a tool it has or to a name the model made up (the
+    environment answers those with tau2's error)."""
     state = episode.state
-    call_id = ctx.tool_call_id
     if call_id in state.skipped_calls or name == DONE_TOOL:
         return STOP_TOKEN
     arguments = parse_arguments(raw_arguments)
@@ -319,33 +283,15 @@ async def _invoke(name: str, ctx: ToolContext[EpisodeTools], raw_arguments: str)
     return str(result.content)
 
 
-async def _think(ctx: ToolContext[EpisodeTools], raw_arguments: str) -> str:
+async def _think(episode: EpisodeTools, call_id: str, name: str, raw_arguments: str) -> str:
     arguments = parse_arguments(raw_arguments)
-    ctx.context.state.events.emit(
-        "think", call_id=ctx.tool_call_id, thoughts=arguments.get("thoughts", arguments)
-    )
+    episode.state.events.emit("think", call_id=call_id, thoughts=arguments.get("thoughts", arguments))
     return THINK_REPLY
 
 
-def think_tool() -> FunctionTool:
+def think_tool() -> Tool:
     schema = think_schema()
-    return FunctionTool(
-        name=schema.name,
-        description=schema.description,
-        params_json_schema=schema.parameters,
-        on_invoke_tool=_think,
-        strict_json_schema=False,
-    )
-
-
-def function_tool(schema: ToolSchema) -> FunctionTool:
-    return FunctionTool(
-        name=schema.name,
-        description=schema.description,
-        params_json_schema=schema.parameters,
-        on_invoke_tool=functools.partial(_invoke, schema.name),
-        strict_json_schema=False,
-    )
+    return function_tool(schema.name, schema.description, schema.parameters, _think)
 
 
 _shared_tools: collections.OrderedDict[int, tuple[Sequence[ToolSchema], list[Tool]]] = (
@@ -361,7 +307,7 @@ def function_tools(schemas: Sequence[ToolSchema]) -> list[Tool]:
     if cached is not None and cached[0] is schemas:
         _shared_tools.move_to_end(key)
         return cached[1]
-    tools: list[Tool] = [function_tool(s) for s in schemas]
+    tools = [function_tool(s.name, s.description, s.parameters, _invoke) for s in schemas]
     _shared_tools[key] = (schemas, tools)  # holding `schemas` keeps its id from being reused
     if len(_shared_tools) > 64:
         _shared_tools.popitem(last=False)
@@ -404,39 +350,22 @@ def within_budget(settings: ModelSettings, state: EpisodeState) -> ModelSettings
     return dataclasses.replace(settings, max_tokens=min(settings.max_tokens or left, left))
 
 
-class EpisodeAgent(Agent[Any]):
-    """An Agent whose tools are all plain, always-enabled function tools: `get_all_tools`
-    returns them as they are instead of the SDK's per-turn `asyncio.gather` over every
-    tool's `is_enabled` (one task per tool per model call: ~1 ms a turn for telecom)."""
-
-    async def get_all_tools(self, run_context: RunContextWrapper[Any]) -> list[Tool]:
-        if self.mcp_servers or not all(
-            isinstance(t, FunctionTool) and t.is_enabled is True for t in self.tools
-        ):
-            return await super().get_all_tools(run_context)
-        return list(self.tools)
-
-
-def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> tuple[Agent[Any], EpisodeTools]:
+def build_agent(session: EnvSession, state: EpisodeState, model: Model) -> tuple[AgentLoop, EpisodeTools]:
     """The episode's agent and the context object to run it with."""
-    state.unknown_tool = lambda name: function_tool(
-        ToolSchema(name, "Not a tool of this environment.", {"type": "object", "properties": {}})
-    )
-    agent = EpisodeAgent(
+    agent = AgentLoop(
         name="tau2-agent",
         instructions=session.system_prompt,
         tools=[*function_tools(session.tools), *([think_tool()] if state.spec.think_tool else [])],
         model=model,
-        model_settings=model_settings(state.spec),
+        settings=model_settings(state.spec),
+        stop_at_tool=DONE_TOOL if session.solo_mode else None,
+        answer_unknown_tool=_invoke,
         reset_tool_choice=False,  # tau2 sends the same tool_choice on every call
-        tool_use_behavior=StopAtTools(stop_at_tool_names=[DONE_TOOL])
-        if session.solo_mode
-        else "run_llm_again",
     )
     return agent, EpisodeTools(session, state)
 
 
-def input_items(messages: list[Message]) -> list[TResponseInputItem]:
+def input_items(messages: list[Message]) -> list[InputItem]:
     """The agent's view of tau2 messages (user tool calls are invisible to the agent)."""
     items: list[Any] = []
     for m in messages:

@@ -47,6 +47,7 @@ from engine.console import RunProgress, summary_table
 from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import EventLog, EventSink, JsonlFileSink
+from engine.extras import require_aenv
 from engine.resume import completed_keys, remaining
 from engine.shutdown import EXIT_SIGINT, run_until_signalled
 
@@ -327,6 +328,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         out = Console(file=real_stdout, soft_wrap=True)
         if args.backend not in BACKENDS:
             raise ConfigError.choice("backend", args.backend, BACKENDS)
+        if args.backend != "local":
+            require_aenv(f"--backend {args.backend}")
         policy = _policy(args, out)
         solo = {"auto": None, "on": True, "off": False}[args.solo]
         specs = plan_episodes(
@@ -427,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tasks":
             return cmd_tasks(args)
         if args.command == "serve-env":
+            require_aenv("serve-env")
             from engine.envs.aenv_server import serve
 
             return serve(args.host, args.port, args.protocol)

@@ -14,6 +14,7 @@ import contextlib
 import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import Any, cast
 
 import httpx
 from openai import AsyncOpenAI
@@ -64,7 +65,7 @@ class ClientPool:
             base = AsyncOpenAI(
                 base_url=endpoint.base_url,
                 api_key=endpoint.api_key,
-                http_client=http,
+                http_client=cast(Any, http),  # openai 3 types it as httpx2's client; takes httpx's too
                 max_retries=0,
                 timeout=endpoint.timeout_s,
             )

@@ -24,6 +24,7 @@ from engine.envs.local import LocalBackend
 from engine.episode import EpisodeRuntime, run_episode
 from engine.errors import ConfigError, EndpointRejected, EnvError
 from engine.events import EventLog, episode_context
+from engine.extras import require_aenv
 from engine.loop_lag import LoopLagMonitor, peak_rss_mb
 from engine.policies.factory import ModelFactory
 from engine.results import EpisodeResult, RunSummary, Status
@@ -36,6 +37,8 @@ def make_backend(
 ) -> EnvBackend:
     if config.backend == "local":
         return LocalBackend(cpu)
+    if config.backend in ("aenv", "aenv-local"):
+        require_aenv(f"backend {config.backend!r}")
     if config.backend == "aenv-local":
         from engine.envs.aenv_local import AenvLocalBackend
 

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from agents import Model, RunConfig, Runner
-from agents.exceptions import AgentsException, MaxTurnsExceeded, ModelBehaviorError
 
 from engine.agent import EpisodeState, EpisodeStop, ObservedModel, build_agent, input_items
 from engine.config import EpisodeSpec
@@ -31,6 +29,7 @@ from engine.errors import (
 )
 from engine.events import EventLog, episode_context
 from engine.results import EpisodeResult, Status
+from engine.sdk import AgentsException, MaxTurnsExceeded, Model, ModelBehaviorError
 from engine.trajectory import Trajectory, assistant_message, calls_of
 from engine.users.base import call_metrics, is_stop
 
@@ -230,14 +229,11 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
         spec.policy.endpoint.model if spec.policy.endpoint else spec.policy.name,
     )
     agent, context = build_agent(session, state, model)
-    run_config = RunConfig(tracing_disabled=True, workflow_name="tau2-engine")
     max_turns = spec.max_steps + 1  # the step budget (EpisodeStop) always ends first
     conversation = input_items(list(state.trajectory.messages))
     try:
         if session.solo_mode:
-            await Runner.run(
-                agent, input=conversation, context=context, max_turns=max_turns, run_config=run_config
-            )
+            await agent.run(conversation, context=context, max_turns=max_turns)
             if state.stopped:
                 return "agent_stop"
             state.failure = TextInSolo(
@@ -254,9 +250,7 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
             if is_stop(user_text):
                 return "user_stop"
             conversation.append({"role": "user", "content": user_text or ""})
-            result = await Runner.run(
-                agent, input=conversation, context=context, max_turns=max_turns, run_config=run_config
-            )
+            result = await agent.run(conversation, context=context, max_turns=max_turns)
             conversation = result.to_input_list()
             if state.stopped:
                 return "agent_stop"

@@ -14,8 +14,14 @@ from pathlib import Path
 import httpx
 import psutil
 
-from engine.envs.aenv_local import SERVER_PORT, claim_address, server_command, unclaim_address
-from engine.envs.aenv_server import PARENT_PID_VAR
+from tests.prerequisites import require_aenv
+
+require_aenv()  # every aenv test module imports this one
+
+from aenv import Environment as Environment  # noqa: E402  (re-exported: imported only after the check)
+
+from engine.envs.aenv_local import SERVER_PORT, claim_address, server_command, unclaim_address  # noqa: E402
+from engine.envs.aenv_server import PARENT_PID_VAR  # noqa: E402
 
 CLI = [str(Path(os.sys.executable).with_name("tau2-engine"))]
 

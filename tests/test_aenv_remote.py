@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aenv import Environment
 
 from engine import catalog
 from engine.config import AenvConfig, EngineConfig, plan_episodes
@@ -24,7 +23,7 @@ from engine.envs.local import build_environment, system_prompt, tool_schemas
 from engine.episode import GREETING
 from engine.errors import EnvError
 from engine.events import EventLog, MemorySink
-from tests.aenv_helpers import CLI, serve_env
+from tests.aenv_helpers import CLI, Environment, serve_env  # skips this module without the aenv SDK
 from tests.helpers import assert_event_invariants, run_specs
 
 SOLO_TASK = plan_episodes(domain="telecom", limit=1)[0]

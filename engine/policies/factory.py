@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents import Model
-
 from engine.config import POLICIES, EpisodeSpec
 from engine.errors import ConfigError
 from engine.policies.noisy import noisy_oracle_model
 from engine.policies.openai import OpenAIPolicy
 from engine.policies.oracle import oracle_model
+from engine.sdk import Model
 
 if TYPE_CHECKING:
     from tau2.data_model.tasks import Task

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from agents import Model, OpenAIChatCompletionsModel
 from openai import AsyncOpenAI
 
 from engine.clients import LoopPools, http_client_override
 from engine.config import EpisodeSpec, require_endpoint
+from engine.sdk import Model, chat_completions_model
 
 
 def tau2_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -68,6 +68,4 @@ class OpenAIPolicy:
     def model(self, spec: EpisodeSpec) -> Model:
         endpoint = require_endpoint(spec.policy)
         client = self.pools.pool().client(endpoint, http_client_override())
-        return OpenAIChatCompletionsModel(
-            model=endpoint.model, openai_client=cast(AsyncOpenAI, Tau2Messages(client))
-        )
+        return chat_completions_model(endpoint.model, cast(AsyncOpenAI, Tau2Messages(client)))

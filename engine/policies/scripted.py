@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from agents import Model, ModelResponse, ModelSettings, Usage
-from agents.agent_output import AgentOutputSchemaBase
-from agents.handoffs import Handoff
-from agents.items import TResponseInputItem, TResponseStreamEvent
-from agents.models.interface import ModelTracing
-from agents.tool import Tool
 from openai.types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
 )
-from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+from engine.sdk import InputItem, ModelResponse, ModelSettings, Tool, Usage, WholeResponseModel
 
 _ids = itertools.count()
 
@@ -63,7 +58,7 @@ class Script:
         return self.final
 
 
-class ScriptedModel(Model):
+class ScriptedModel(WholeResponseModel):
     """Plays a Script, one step per model call, after a simulated latency."""
 
     def __init__(self, script: Script, *, latency_s: float = 0.0, name: str = "oracle") -> None:
@@ -75,16 +70,13 @@ class ScriptedModel(Model):
     async def get_response(
         self,
         system_instructions: str | None,
-        input: str | list[TResponseInputItem],
+        input: str | list[InputItem],
         model_settings: ModelSettings,
         tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
+        output_schema: Any,
+        handoffs: list[Any],
+        tracing: Any,
+        **kwargs: Any,
     ) -> ModelResponse:
         self.inputs_seen.append(len(input) if isinstance(input, list) else 1)
         if self.latency_s > 0:
@@ -110,22 +102,6 @@ class ScriptedModel(Model):
                 content=[ResponseOutputText(type="output_text", text=step.text, annotations=[])],
             )
         return ModelResponse(output=[item], usage=Usage(requests=1), response_id=None)
-
-    def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        raise NotImplementedError("scripted policies answer whole responses; use Runner.run")
 
 
 def steps_from_actions(actions: Sequence[Any], *, solo_mode: bool) -> list[Step]:
