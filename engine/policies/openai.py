@@ -4,7 +4,8 @@ sets with `set_default_openai_api("chat_completions")`) on an OpenAI-compatible 
 
 Requests carry what stock tau2's agents send (tau2 `generate()` through litellm): the
 SDK builds them from the agent's settings (see `engine.agent.model_settings`), and
-`Tau2Messages` gives every assistant message a `content`.
+`Tau2Messages` gives every assistant message a `content` and drops the `strict: false`
+newer SDKs put on every tool.
 """
 
 from __future__ import annotations
@@ -33,12 +34,27 @@ def tau2_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
+def tau2_tools(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The tools without `"strict": false`, which newer Agents SDKs add to every function
+    and stock tau2 does not send (false is the API's default)."""
+    out = []
+    for tool in tools:
+        tool = dict(tool)
+        function = tool.get("function")
+        if isinstance(function, Mapping) and function.get("strict") is False:
+            tool["function"] = {k: v for k, v in function.items() if k != "strict"}
+        out.append(tool)
+    return out
+
+
 class _Completions:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
     async def create(self, **request: Any) -> Any:
         request["messages"] = tau2_messages(request["messages"])
+        if isinstance(request.get("tools"), list):
+            request["tools"] = tau2_tools(request["tools"])
         return await self._inner.create(**request)
 
 
