@@ -21,10 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import AenvConfig, plan_episodes
-from engine.envs.aenv_local import SERVER_PORT, local_client
-from tests.aenv_helpers import serving
-from tests.fake_docker import FakeDocker
+from tests.prerequisites import require_aenv
+
+require_aenv()  # before the engine's aenv modules, which need the aenv extra
+
+from engine.config import AenvConfig, plan_episodes  # noqa: E402
+from engine.envs.aenv_local import SERVER_PORT, local_client  # noqa: E402
+from tests.aenv_helpers import serving  # noqa: E402
+from tests.fake_docker import FakeDocker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 AENV_DIR = ROOT / "aenv"

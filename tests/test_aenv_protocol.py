@@ -9,21 +9,26 @@ import json
 from typing import Any
 
 import pytest
-from agents import FunctionTool
-from agents.exceptions import UserError
-from fastmcp.tools.tool import Tool
 
-from engine import catalog
-from engine.config import EpisodeSpec
-from engine.envs.aenv_protocol import (
+from tests.prerequisites import require_aenv
+
+require_aenv()  # fastmcp and the server come with the aenv extra
+
+from agents import FunctionTool  # noqa: E402
+from agents.exceptions import UserError  # noqa: E402
+from fastmcp.tools.tool import Tool  # noqa: E402
+
+from engine import catalog  # noqa: E402
+from engine.config import EpisodeSpec  # noqa: E402
+from engine.envs.aenv_protocol import (  # noqa: E402
     ServerOffer,
     read_tool_reply,
     strict_parameters,
     trim_observation,
     untyped_parameters,
 )
-from engine.envs.aenv_server import tau2_tool_schemas
-from engine.envs.local import LocalSession, build_environment
+from engine.envs.aenv_server import tau2_tool_schemas  # noqa: E402
+from engine.envs.local import LocalSession, build_environment  # noqa: E402
 
 
 def offered(domain: str, solo_mode: bool) -> list[dict[str, Any]]:

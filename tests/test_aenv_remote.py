@@ -14,17 +14,21 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import catalog
-from engine.config import AenvConfig, EngineConfig, plan_episodes
-from engine.envs.aenv_local import SERVER_PORT
-from engine.envs.aenv_protocol import strict_parameters
-from engine.envs.aenv_remote import AenvBackend
-from engine.envs.local import build_environment, system_prompt, tool_schemas
-from engine.episode import GREETING
-from engine.errors import EnvError
-from engine.events import EventLog, MemorySink
-from tests.aenv_helpers import CLI, Environment, serve_env  # skips this module without the aenv SDK
-from tests.helpers import assert_event_invariants, run_specs
+from tests.prerequisites import require_aenv
+
+require_aenv()  # before the engine's aenv modules, which need the aenv extra
+
+from engine import catalog  # noqa: E402
+from engine.config import AenvConfig, EngineConfig, plan_episodes  # noqa: E402
+from engine.envs.aenv_local import SERVER_PORT  # noqa: E402
+from engine.envs.aenv_protocol import strict_parameters  # noqa: E402
+from engine.envs.aenv_remote import AenvBackend  # noqa: E402
+from engine.envs.local import build_environment, system_prompt, tool_schemas  # noqa: E402
+from engine.episode import GREETING  # noqa: E402
+from engine.errors import EnvError  # noqa: E402
+from engine.events import EventLog, MemorySink  # noqa: E402
+from tests.aenv_helpers import CLI, Environment, serve_env  # noqa: E402
+from tests.helpers import assert_event_invariants, run_specs  # noqa: E402
 
 SOLO_TASK = plan_episodes(domain="telecom", limit=1)[0]
 
