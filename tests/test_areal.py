@@ -205,7 +205,8 @@ def test_fds_and_memory_stay_flat_over_1000_subprocess_style_calls(
         for name, call in (
             ("asyncio.run(Tau2Workflow().run) in AReaL's _wrap_run",
              lambda: _wrap_run(workflow, data, envs)),
-            ("run_agent_return_reward_sync", lambda: run_agent_return_reward_sync(data)),
+            ("run_agent_return_reward_sync",
+             lambda: run_agent_return_reward_sync({**data, "domain": "telecom", "solo_mode": True})),
         ):
             for _ in range(20):  # warm-up: imports, caches, first connections
                 assert call() == 1.0
