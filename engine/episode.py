@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from engine import scoring, stamp
 from engine.agent import EpisodeState, EpisodeStop, ObservedModel, build_agent, input_items
 from engine.config import EpisodeSpec
 from engine.envs.base import EnvBackend, EnvSession, Score
@@ -22,12 +23,14 @@ from engine.errors import (
     AgentMisbehaved,
     ConfigError,
     EngineError,
+    JudgeError,
     ScoringFailed,
     StepBudgetExhausted,
     TextInSolo,
     TooManyToolErrors,
 )
 from engine.events import EventLog, episode_context
+from engine.judge import Judge
 from engine.results import EpisodeResult, Status
 from engine.sdk import AgentsException, MaxTurnsExceeded, Model, ModelBehaviorError
 from engine.trajectory import Trajectory, assistant_message, calls_of
@@ -35,6 +38,7 @@ from engine.users.base import call_metrics, is_stop
 
 if TYPE_CHECKING:
     from tau2.data_model.message import Message
+    from tau2.data_model.simulation import NLAssertionCheck
 
 GREETING = "Hi! How can I help you today?"  # tau2's DEFAULT_FIRST_AGENT_MESSAGE
 
@@ -58,6 +62,8 @@ class EpisodeRuntime:
     model_limiter: anyio.CapacityLimiter
     make_model: Callable[[EpisodeSpec, Any], Model]
     backend_name: str = "local"
+    judge: Judge = field(default_factory=Judge)
+    """Judges NL assertions of the tasks scored on them (closed with the engine)."""
     observers: list[Callable[[EpisodeResult], None]] = field(default_factory=list)
     """Called with every episode's result, whatever ended it (cancellation included)."""
 
@@ -93,6 +99,8 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
         sample=spec.sample,
         attempt=attempt,
     ):
+        # The first episode of a data source hashes its files: off the loop.
+        episode_stamp = stamp.cached(spec) or await anyio.to_thread.run_sync(stamp.episode_stamp, spec)
         events.emit(
             "episode_start",
             seed=spec.seed,
@@ -103,6 +111,7 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
             think_tool=spec.think_tool,
             max_steps=spec.max_steps,
             timeout_s=spec.timeout_s,
+            stamp=episode_stamp,
         )
         started = time.perf_counter()
         state: EpisodeState | None = None
@@ -118,8 +127,18 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
             ):
                 async with runtime.env_limiter, runtime.backend.session(spec) as session:
                     state = EpisodeState(spec=spec, trajectory=Trajectory(), events=events)
+                    judged = scoring.needs_judge(session.task)
+                    if judged and spec.judge is None:
+                        raise JudgeError(_no_judge(spec))
                     termination = await _converse(session, state, runtime)
-                    score = await _score(session, state, termination)
+                    nl_checks: list[NLAssertionCheck] | None = None
+                    if judged and termination in ("agent_stop", "user_stop"):
+                        assert spec.judge is not None
+                        async with runtime.model_limiter:
+                            nl_checks = await runtime.judge.verdicts(
+                                spec.judge, session.task, state.trajectory.messages
+                            )
+                    score = await _score(session, state, termination, nl_checks)
             if deadline is not None and deadline.cancelled_caught:
                 raise EpisodeDeadline
             status = TERMINATION_STATUS.get(termination, Status.AGENT_ERROR)
@@ -173,18 +192,24 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                 seed=spec.seed,
                 policy=spec.policy.name,
                 termination_reason=termination,
+                stamp=episode_stamp,
             )
             for observe in runtime.observers:
                 observe(result)
         return result
 
 
-async def _score(session: EnvSession, state: EpisodeState, termination: str) -> Score:
+async def _score(
+    session: EnvSession,
+    state: EpisodeState,
+    termination: str,
+    nl_checks: list[NLAssertionCheck] | None = None,
+) -> Score:
     """tau2's reward of the finished conversation. An exception from tau2's evaluator
     (not from the environment's transport) is about the trajectory the agent left: stock
     tau2 records such a run as an agent_error with reward 0."""
     try:
-        return await session.score(state.trajectory.messages, termination)
+        return await session.score(state.trajectory.messages, termination, nl_checks)
     except (EngineError, anyio.get_cancelled_exc_class()):
         raise
     except Exception as exc:
@@ -204,6 +229,14 @@ def _termination_error(termination: str, state: EpisodeState) -> EngineError:
     if state.failure is not None:
         return state.failure
     return AgentMisbehaved(f"the conversation ended {termination}")
+
+
+def _no_judge(spec: EpisodeSpec) -> str:
+    return (
+        f"task {spec.domain}/{spec.task_id} is scored on NL assertions (reward basis NL_ASSERTION) "
+        "and no judge is configured: pass --judge-model and --judge-base-url, or set "
+        "TAU2_JUDGE_MODEL and TAU2_JUDGE_BASE_URL"
+    )
 
 
 def _describe(error: BaseException | None, status: Status) -> str | None:

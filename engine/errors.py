@@ -7,6 +7,7 @@
     ├── EnvError                         environment backend failed (infra)
     ├── ModelError                       model endpoint failed (infra_error)
     │   └── EndpointRejected             401/403/404: bad key or unknown model; the run stops
+    ├── JudgeError                       NL-assertion judge missing, or failed (infra_error)
     ├── AgentMisbehaved                  the policy's own failure (agent_error, never retried)
     │   ├── ContextOverflow              the conversation outgrew the model's context window
     │   ├── EmptyMessage                 a reply with neither text nor tool calls
@@ -56,6 +57,10 @@ class ModelError(EngineError):
 class EndpointRejected(ModelError):
     """The endpoint refused the run itself (401, 403, 404: a bad key, an unknown model or
     path). Every other episode would fail the same way, so the run stops at the first."""
+
+
+class JudgeError(EngineError):
+    """A task needs the NL-assertion judge and none is configured, or its reply was unusable."""
 
 
 class AgentMisbehaved(EngineError):

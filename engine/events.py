@@ -29,6 +29,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "turn",
     "tool_call",
     "reward",
+    "judge",
     "retry",
     "env_acquire",
     "env_release",

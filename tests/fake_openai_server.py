@@ -265,4 +265,27 @@ def scripted_users(tasks: Iterable[Any]) -> Responder:
         system = body["messages"][0]["content"]
         return next(r for scenario, r in by_scenario.items() if scenario in system)(body)
 
+
+def judged_assertions(body: dict[str, Any]) -> list[str]:
+    """The NL assertions of a judge request (tau2's prompt ends with their Python list)."""
+    import ast
+
+    prompt = body["messages"][-1]["content"]
+    listed = prompt.rsplit("expectedOutcomes:", 1)[1].strip()
+    found = ast.literal_eval(listed)
+    assert isinstance(found, list)
+    return [str(a) for a in found]
+
+
+def scripted_judge(met: Callable[[str], bool] = lambda assertion: True) -> Responder:
+    """An NL-assertion judge endpoint answering tau2's verdict JSON: one verdict per
+    assertion of the request, `met(assertion)` deciding it."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        results = [
+            {"expectedOutcome": a, "reasoning": f"scripted verdict on {a[:30]!r}", "metExpectation": met(a)}
+            for a in judged_assertions(body)
+        ]
+        return json.dumps({"results": results}), []
+
     return respond

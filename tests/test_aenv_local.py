@@ -193,3 +193,4 @@ def test_killed_engine_leaves_no_zygote_or_server(tmp_path: Path) -> None:
     while not all(gone(p) for p in [*zygotes, *servers]):
         assert time.monotonic() < deadline, [p for p in [*zygotes, *servers] if not gone(p)]
         time.sleep(0.1)
+

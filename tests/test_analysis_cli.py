@@ -12,7 +12,7 @@ from tests.test_analysis_support import Call, Episode, write_events
 
 TOP_LEVEL_KEYS = {
     "files", "lines", "malformed_lines", "events", "episodes", "reward", "pass_hat_k",
-    "domains", "tasks", "tools", "episode_shape", "model", "failures", "retries", "runs",
+    "domains", "tasks", "tools", "episode_shape", "model", "failures", "retries", "runs", "stamps",
 }  # fmt: skip
 
 

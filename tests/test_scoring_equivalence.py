@@ -15,11 +15,12 @@ import functools
 import multiprocessing
 import pickle
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine import catalog, scoring
+from engine import catalog, scoring, taskdata
 from engine.envs import tau2_cache
 from tests.scoring_cases import Case, cases
 
@@ -107,7 +108,30 @@ def test_scoring_leaves_the_shared_database_unchanged(domain: str) -> None:
     for case, _ in domain_cases(domain):
         _fast(case)
     assets = tau2_cache.domain_assets(domain)
-    fresh, fresh_user = tau2_cache._load_databases(domain)
+    fresh, fresh_user = taskdata.load_databases(None, domain)
     assert assets.db.base.get_hash() == fresh.get_hash()
     if assets.user_db is not None and fresh_user is not None:
         assert assets.user_db.base.get_hash() == fresh_user.get_hash()
+
+
+V101 = taskdata.check_data_dir(str(Path(__file__).parent / "data" / "tau2-v1.0.1"))
+V101_CHANGED_AIRLINE = ["2", "7", "9", "23", "27", "29", "33", "35", "37", "38", "44"]
+
+
+def _fast_v101(case: Case) -> tuple[str, Any]:
+    def evaluate(sim: Any, task: Any, solo: bool, domain: str) -> Any:
+        return scoring.evaluate_simulation(sim, task, solo, domain, data_dir=V101)
+
+    return _outcome(evaluate, case)
+
+
+def test_fast_scoring_on_a_data_dir_equals_stock_on_its_tasks(pool: Any) -> None:
+    """Upstream v1.0.1's airline tasks whose gold actions changed (same database as the
+    package's): the engine's scorer over the data directory == stock on those tasks."""
+    tasks = [catalog.get_task("airline", t, None, V101) for t in V101_CHANGED_AIRLINE]
+    every = [case for task in tasks for case in cases("airline", task, solo_mode=False)]
+    checked = [case for case in every if case.variant != "change-arg"]
+    stock = pool.map(_stock, checked, chunksize=2)
+    fast = [_fast_v101(case) for case in checked]
+    assert [c.id for c, a, b in zip(checked, fast, stock, strict=True) if a != b] == []
+    assert {a[1]["reward"] for a in fast} == {0.0, 1.0}

@@ -71,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare",
         nargs=2,
         metavar=("A", "B"),
-        help="per-task reward deltas of run B against run A (files or globs)",
+        help="per-task reward deltas of run B against run A (files or globs); refused when "
+        "their comparability stamps differ",
+    )
+    parser.add_argument(
+        "--allow-incomparable",
+        action="store_true",
+        help="--compare runs whose stamps differ anyway (the report flags it)",
     )
     return parser
 
@@ -126,6 +132,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.compare:
         side_a, side_b = (summarize(load_events([pattern])) for pattern in args.compare)
         comparison = compare_runs(side_a, side_b)
+        if not comparison.comparable and not args.allow_incomparable:
+            raise InputError(
+                "runs are not comparable, their stamps differ: "
+                + " | ".join(comparison.stamp_differences)
+                + " (pass --allow-incomparable to compare anyway)"
+            )
 
     if store is not None and args.export_tau2 is not None:
         from engine.analysis.export import export_tau2

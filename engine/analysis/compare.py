@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.analysis.metrics import Summary, TaskRow
+from engine.analysis.stamps import differences
 
 _SAME = 1e-9
 
@@ -57,6 +58,13 @@ class Comparison:
     """Tasks only B has."""
     tasks: tuple[TaskDelta, ...]
     """Per-task rows: biggest regressions first, tasks missing on one side last."""
+    stamp_differences: tuple[str, ...] = ()
+    """Why the rewards of A and B are not comparable (different task data, tau2 version,
+    control, user or judge: engine.stamp), per domain; empty when they are."""
+
+    @property
+    def comparable(self) -> bool:
+        return not self.stamp_differences
 
 
 def compare_runs(a: Summary, b: Summary) -> Comparison:
@@ -94,6 +102,7 @@ def compare_runs(a: Summary, b: Summary) -> Comparison:
         only_a=sum(1 for d in deltas if d.a_mean_reward is not None and d.b_mean_reward is None),
         only_b=sum(1 for d in deltas if d.b_mean_reward is not None and d.a_mean_reward is None),
         tasks=tuple(deltas),
+        stamp_differences=tuple(differences(a.stamps, b.stamps)),
     )
 
 

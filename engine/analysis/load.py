@@ -67,6 +67,7 @@ _METRIC_COLUMNS: Mapping[str, str] = {
     "loop_lag_s": "JSON",
     "peak_rss_mb": "DOUBLE",
     "interrupted": "BOOLEAN",
+    "stamp": "JSON",
 }
 
 TRAJECTORY_COLUMNS: Mapping[str, str] = {

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from engine.analysis.load import EventStore
+from engine.analysis.stamps import StampRow, stamps
 from engine.analysis.stats import SUCCESS_TOLERANCE, mean_ci95, pass_hat_ks
 
 _SUCCESS_SQL = f"(reward BETWEEN {1 - SUCCESS_TOLERANCE!r} AND {1 + SUCCESS_TOLERANCE!r})"
@@ -275,6 +276,8 @@ class Summary:
     """Retries by scope and error type."""
     runs: tuple[RunRow, ...]
     """Run-level throughput and loop lag."""
+    stamps: tuple[StampRow, ...] = ()
+    """Comparability stamps by domain (engine.stamp): which data, evaluator, user, judge."""
 
 
 def summarize(store: EventStore) -> Summary:
@@ -298,6 +301,7 @@ def summarize(store: EventStore) -> Summary:
         failures=tuple(FailureRow(**r) for r in _dicts(con, _FAILURES_SQL)),
         retries=tuple(RetryRow(**r) for r in _dicts(con, _RETRIES_SQL)),
         runs=tuple(RunRow(**r) for r in _dicts(con, _RUNS_SQL)),
+        stamps=stamps(con),
     )
 
 

@@ -35,7 +35,8 @@ def print_report(console: Console, summary: Summary | None, comparison: Comparis
         console.print()
         blocks += [(None, t) for t in summary_tables(summary)]
     if comparison is not None:
-        blocks.append((Text(comparison_headline(comparison)), comparison_table(comparison)))
+        style = "" if comparison.comparable else "bold red"
+        blocks.append((Text(comparison_headline(comparison), style=style), comparison_table(comparison)))
     for lead, data in blocks:
         if lead is not None:
             console.print(lead)

@@ -54,6 +54,7 @@ def headline(summary: Summary) -> str:
 def summary_tables(summary: Summary) -> list[TableData]:
     """Every table of the summary, in reading order."""
     tables = [
+        _stamps(summary),
         _status(summary),
         _reward(summary),
         _domains(summary),
@@ -67,6 +68,47 @@ def summary_tables(summary: Summary) -> list[TableData]:
         tables.append(_retries(summary))
     tables.append(_runs(summary))
     return tables
+
+
+def _stamps(summary: Summary) -> TableData:
+    domains = {row.domain for row in summary.stamps}
+    mixed = sorted(d for d in domains if sum(1 for r in summary.stamps if r.domain == d) > 1)
+    return TableData(
+        title="Comparability stamp (what the rewards were computed on)",
+        columns=("domain", "data source", "data hash", "tau2", "control", "user", "judge", "episodes"),
+        rows=tuple(
+            (
+                row.domain,
+                *(
+                    (
+                        str(row.stamp["data_source"]),
+                        str(row.stamp["data_hash"])[:19],
+                        str(row.stamp["tau2_version"]),
+                        str(row.stamp["control"]),
+                        _user(row.stamp),
+                        str(row.stamp["judge_model"] or "-"),
+                    )
+                    if row.stamp is not None
+                    else ("not recorded", "-", "-", "-", "-", "-")
+                ),
+                fmt(row.episodes),
+            )
+            for row in summary.stamps
+        ),
+        text_columns=7,
+        note=(
+            f"WARNING: episodes of {', '.join(mixed)} have different stamps: their rewards are not comparable"
+            if mixed
+            else None
+        ),
+    )
+
+
+def _user(stamp: dict[str, object]) -> str:
+    if stamp.get("user") is None:
+        return "-"
+    model = stamp.get("user_model")
+    return f"{stamp['user']} ({model})" if model else str(stamp["user"])
 
 
 def _status(summary: Summary) -> TableData:
@@ -290,9 +332,17 @@ def _runs(summary: Summary) -> TableData:
 
 
 def comparison_headline(comparison: Comparison) -> str:
-    """Three lines: each run's mean reward, then the task-level verdict."""
+    """Three lines: each run's mean reward, then the task-level verdict; first a warning
+    when the runs' stamps differ."""
     c = comparison
-    return (
+    warning = ""
+    if not c.comparable:
+        warning = (
+            "WARNING: NOT COMPARABLE, the runs' comparability stamps differ: "
+            + " | ".join(c.stamp_differences)
+            + "\n"
+        )
+    return warning + (
         f"A: {', '.join(c.a_files)}  mean reward {fmt(c.a_mean_reward, 4)}\n"
         f"B: {', '.join(c.b_files)}  mean reward {fmt(c.b_mean_reward, 4)}\n"
         f"{c.common_tasks:,} common tasks: mean delta {fmt(c.mean_task_delta, 4)}, "

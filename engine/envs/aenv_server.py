@@ -247,6 +247,7 @@ def spec_from_reset(
     user_llm: str | None = None,
     user_llm_api_base: str | None = None,
     user_llm_api_key: str | None = None,
+    data_dir: str | None = None,
 ) -> EpisodeSpec:
     """The server's episode from reset arguments (or the TAU2_* variables), with the
     official env's defaults: solo mode, 50 steps. A non-solo episode's user is the LLM
@@ -280,6 +281,7 @@ def spec_from_environ() -> EpisodeSpec | None:
         user_llm=os.environ.get("TAU2_USER_LLM"),
         user_llm_api_base=os.environ.get("TAU2_USER_LLM_API_BASE"),
         user_llm_api_key=os.environ.get("TAU2_USER_LLM_API_KEY"),
+        data_dir=os.environ.get("TAU2_DATA_DIR"),
     )
 
 

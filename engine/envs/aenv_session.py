@@ -26,12 +26,13 @@ from engine.envs import aenv_protocol as protocol
 from engine.envs.aenv_protocol import ServerOffer
 from engine.envs.base import Score, ToolSchema
 from engine.envs.local import history_of
-from engine.errors import EnvError
+from engine.errors import EnvError, JudgeError
 from engine.trajectory import DONE_TOOL, tool_message
 
 if TYPE_CHECKING:
     from aenv import Environment
     from tau2.data_model.message import Message, ToolCall, ToolMessage
+    from tau2.data_model.simulation import NLAssertionCheck
     from tau2.data_model.tasks import Task
 
     from engine.config import EpisodeSpec
@@ -63,6 +64,8 @@ def reset_arguments(spec: EpisodeSpec) -> dict[str, Any]:
         "split": spec.split,
         "max_steps": spec.max_steps,
     }
+    if spec.data_dir is not None:
+        args["data_dir"] = spec.data_dir
     endpoint = spec.user.endpoint if spec.user.kind == "llm" else None
     if endpoint is not None:
         args.update(user_llm=endpoint.model, user_llm_api_base=endpoint.base_url,
@@ -148,7 +151,17 @@ class AenvSession:
             return [parse_message(m) for m in messages]
         return [user_text(str(reply["observation"]))]
 
-    async def score(self, trajectory: Sequence[Message], termination: str) -> Score:
+    async def score(
+        self,
+        trajectory: Sequence[Message],
+        termination: str,
+        nl_checks: Sequence[NLAssertionCheck] | None = None,
+    ) -> Score:
+        if nl_checks is not None:
+            raise JudgeError(
+                "tasks scored on NL assertions are not supported on the aenv backends yet; "
+                "use --backend local"
+            )
         if termination == "agent_stop" and not self._server_done:
             await self._function(protocol.DONE_FUNCTION, {})  # the server records tau2's stop
         arguments = ({protocol.TERMINATION_ARGUMENT: termination}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from tau2.data_model.message import Message, ToolCall, ToolMessage
+    from tau2.data_model.simulation import NLAssertionCheck
     from tau2.data_model.tasks import Task
 
     from engine.config import EpisodeSpec
@@ -63,8 +64,14 @@ class EnvSession(Protocol):
         """Deliver the agent's text; return the user's messages (tool calls, results, text)."""
         ...
 
-    async def score(self, trajectory: Sequence[Message], termination: str) -> Score:
-        """tau2's evaluation of the episode's trajectory."""
+    async def score(
+        self,
+        trajectory: Sequence[Message],
+        termination: str,
+        nl_checks: Sequence[NLAssertionCheck] | None = None,
+    ) -> Score:
+        """tau2's evaluation of the episode's trajectory; `nl_checks`: the judge's verdicts
+        on the task's NL assertions (engine.judge), when its reward depends on them."""
         ...
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from engine import catalog, scoring
+from engine import catalog, scoring, taskdata
 from engine.envs import tau2_cache
 from engine.envs.base import Score, ToolSchema
 from engine.errors import ConfigError, EnvError
@@ -23,6 +23,7 @@ from engine.users.scripted import ScriptedUser
 
 if TYPE_CHECKING:
     from tau2.data_model.message import Message, ToolCall, ToolMessage
+    from tau2.data_model.simulation import NLAssertionCheck
     from tau2.data_model.tasks import Task
     from tau2.environment.environment import Environment
 
@@ -84,7 +85,7 @@ def _build_tool_schemas(env: Environment, *, solo_mode: bool) -> list[ToolSchema
 
 def build_environment(spec: EpisodeSpec, task: Task) -> Environment:
     """A fresh environment in the task's initial state, exactly as tau2's orchestrator."""
-    env = tau2_cache.new_environment(spec.domain, solo_mode=spec.solo_mode)
+    env = tau2_cache.new_environment(spec.domain, solo_mode=spec.solo_mode, data_dir=spec.data_dir)
     state = task.initial_state
     env.set_state(
         initialization_data=state.initialization_data if state else None,
@@ -105,9 +106,11 @@ def score_trajectory(
     trajectory: Sequence[Message],
     termination: str,
     predicted: Environment | None = None,
+    nl_checks: Sequence[NLAssertionCheck] | None = None,
 ) -> Score:
     """tau2's `evaluate_simulation` on the trajectory (`engine.scoring`: same RewardInfo
-    as stock, computed with cached gold states and cheap environment copies)."""
+    as stock, computed with cached gold states and cheap environment copies); `nl_checks`
+    the judge's verdicts when the task is scored on NL assertions."""
     from tau2.data_model.simulation import SimulationRun
 
     simulation = SimulationRun(
@@ -119,7 +122,15 @@ def score_trajectory(
         termination_reason=termination,
         messages=list(trajectory),
     )
-    info = scoring.evaluate_simulation(simulation, task, spec.solo_mode, spec.domain, predicted)
+    info = scoring.evaluate_simulation(
+        simulation,
+        task,
+        spec.solo_mode,
+        spec.domain,
+        predicted,
+        data_dir=spec.data_dir,
+        nl_checks=nl_checks,
+    )
     return Score(reward=float(info.reward), reward_info=info.model_dump(mode="json"))
 
 
@@ -196,19 +207,32 @@ class LocalSession:
             raise EnvError("solo-mode episodes have no user to talk to")
         return await self.user.reply(text)
 
-    async def score(self, trajectory: Sequence[Message], termination: str) -> Score:
+    async def score(
+        self,
+        trajectory: Sequence[Message],
+        termination: str,
+        nl_checks: Sequence[NLAssertionCheck] | None = None,
+    ) -> Score:
         # The episode is over: its own environment holds the state tau2's replay would build.
         return await anyio.to_thread.run_sync(
-            score_trajectory, self.spec, self.task, trajectory, termination, self.env, limiter=self._cpu
+            score_trajectory,
+            self.spec,
+            self.task,
+            trajectory,
+            termination,
+            self.env,
+            nl_checks,
+            limiter=self._cpu,
         )
 
 
-def prepare_domain(domain: str, split: str | None, solo_mode: bool) -> None:
+def prepare_domain(domain: str, split: str | None, solo_mode: bool, data_dir: str | None = None) -> None:
     """The heavy one-off work of a domain: parse its task file and database, build its
-    environment template and tool schemas. After this, an episode's environment is a cheap
-    copy of shared state (a fraction of a millisecond)."""
-    catalog.task_set(domain, split)
-    env = tau2_cache.new_environment(domain, solo_mode=solo_mode)
+    environment template and tool schemas, hash its data. After this, an episode's
+    environment is a cheap copy of shared state (a fraction of a millisecond)."""
+    catalog.task_set(domain, split, data_dir)
+    taskdata.data_hash(data_dir, domain)
+    env = tau2_cache.new_environment(domain, solo_mode=solo_mode, data_dir=data_dir)
     tool_schemas(env, solo_mode=solo_mode)
 
 
@@ -217,11 +241,11 @@ class LocalBackend:
 
     def __init__(self, cpu: anyio.CapacityLimiter) -> None:
         self._cpu = cpu
-        self._prepared: set[tuple[str, str | None, bool]] = set()
+        self._prepared: set[tuple[str, str | None, bool, str | None]] = set()
         self._preparing = anyio.Lock()
 
     async def _prepare(self, spec: EpisodeSpec) -> None:
-        key = (spec.domain, spec.split, spec.solo_mode)
+        key = (spec.domain, spec.split, spec.solo_mode, spec.data_dir)
         if key in self._prepared:
             return
         async with self._preparing:
@@ -232,7 +256,7 @@ class LocalBackend:
     @asynccontextmanager
     async def session(self, spec: EpisodeSpec) -> AsyncIterator[LocalSession]:
         await self._prepare(spec)
-        task = catalog.get_task(spec.domain, spec.task_id, spec.split)
+        task = catalog.get_task(spec.domain, spec.task_id, spec.split, spec.data_dir)
         # A copy of prepared shared state: cheaper inline than a hop to a worker thread,
         # which would also contend with the loop for the GIL.
         env = build_environment(spec, task)

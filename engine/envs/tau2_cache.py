@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine import tau2lib
+from engine import taskdata, tau2lib
 from engine.envs import cow
 
 if TYPE_CHECKING:
@@ -36,33 +36,6 @@ VIEW_DOMAINS = frozenset({"airline", "retail"})
 
 Fingerprint = str | cow.Snapshot | None
 """A database state, comparable later: tau2's hash, a view snapshot, or None (no database)."""
-
-
-def _load_databases(domain: str) -> tuple[DB, DB | None]:
-    """The domain's agent and user databases, parsed from tau2's data files."""
-    tau2lib.load()
-    if domain == "airline":
-        from tau2.domains.airline.data_model import FlightDB
-        from tau2.domains.airline.utils import AIRLINE_DB_PATH
-
-        return FlightDB.load(str(AIRLINE_DB_PATH)), None
-    if domain == "retail":
-        from tau2.domains.retail.data_model import RetailDB
-        from tau2.domains.retail.utils import RETAIL_DB_PATH
-
-        return RetailDB.load(str(RETAIL_DB_PATH)), None
-    if domain == "telecom":
-        from tau2.domains.telecom.data_model import TelecomDB
-        from tau2.domains.telecom.user_data_model import TelecomUserDB
-        from tau2.domains.telecom.utils import TELECOM_DB_PATH, TELECOM_USER_DB_PATH
-
-        return TelecomDB.load(str(TELECOM_DB_PATH)), TelecomUserDB.load(str(TELECOM_USER_DB_PATH))
-    if domain == "mock":
-        from tau2.domains.mock.data_model import MockDB
-        from tau2.domains.mock.utils import MOCK_DB_PATH
-
-        return MockDB.load(str(MOCK_DB_PATH)), None
-    raise ValueError(f"unknown domain {domain!r}; expected one of airline, mock, retail, telecom")
 
 
 class SharedDatabase:
@@ -105,6 +78,7 @@ class DomainAssets:
     """Everything about one domain that does not change between episodes."""
 
     domain: str
+    data_dir: str | None
     db: SharedDatabase
     user_db: SharedDatabase | None
     constructor: Callable[..., Environment]
@@ -122,6 +96,8 @@ class DomainAssets:
                     if self.user_db is not None:
                         kwargs["user_db"] = self.user_db.copy()
                     found = self.constructor(**kwargs)
+                    # The constructor reads the package's policy file; the data source may differ.
+                    found.policy = taskdata.policy(self.data_dir, self.domain, solo_mode)
                     self._templates[solo_mode] = found
         return found
 
@@ -129,27 +105,30 @@ class DomainAssets:
         return self.template(solo_mode).get_policy()
 
 
-_assets: dict[str, DomainAssets] = {}
+_assets: dict[tuple[str | None, str], DomainAssets] = {}
 _assets_lock = threading.Lock()
 
 
-def domain_assets(domain: str) -> DomainAssets:
-    """The domain's assets, loaded on first use (thread-safe)."""
-    found = _assets.get(domain)
+def domain_assets(domain: str, data_dir: str | None = None) -> DomainAssets:
+    """The domain's assets from a data source (engine.taskdata), loaded on first use
+    (thread-safe)."""
+    key = (data_dir, domain)
+    found = _assets.get(key)
     if found is not None:
         return found
     with _assets_lock:
-        found = _assets.get(domain)
+        found = _assets.get(key)
         if found is None:
-            agent_db, user_db = _load_databases(domain)
+            agent_db, user_db = taskdata.load_databases(data_dir, domain)
             views = domain in VIEW_DOMAINS
             found = DomainAssets(
                 domain=domain,
+                data_dir=data_dir,
                 db=SharedDatabase(agent_db, views=views),
                 user_db=SharedDatabase(user_db, views=False) if user_db is not None else None,
                 constructor=tau2lib.load().registry.get_env_constructor(domain),
             )
-            _assets[domain] = found
+            _assets[key] = found
             # The shared databases live as long as the process: keep the cyclic garbage
             # collector from walking their millions of objects on every full collection
             # (a full pass over the airline database stalls the event loop ~0.3 s).
@@ -157,10 +136,11 @@ def domain_assets(domain: str) -> DomainAssets:
     return found
 
 
-def new_environment(domain: str, *, solo_mode: bool) -> Environment:
+def new_environment(domain: str, *, solo_mode: bool, data_dir: str | None = None) -> Environment:
     """A fresh environment, as `registry.get_env_constructor(domain)(solo_mode=...)` builds
-    it, over private copies of the shared databases."""
-    assets = domain_assets(domain)
+    it, over private copies of the shared databases (of `data_dir`'s data, see
+    engine.taskdata)."""
+    assets = domain_assets(domain, data_dir)
     template = assets.template(solo_mode)
     env = copy.copy(template)
     # Environment.__init__ sets these, validates solo mode (a property of the toolkit
@@ -173,25 +153,29 @@ def new_environment(domain: str, *, solo_mode: bool) -> Environment:
     return env
 
 
-def agent_fingerprint(domain: str, env: Environment) -> Fingerprint:
-    return domain_assets(domain).db.fingerprint(env.tools.db if env.tools is not None else None)
+def agent_fingerprint(domain: str, env: Environment, data_dir: str | None = None) -> Fingerprint:
+    return domain_assets(domain, data_dir).db.fingerprint(env.tools.db if env.tools is not None else None)
 
 
-def user_fingerprint(domain: str, env: Environment) -> Fingerprint:
-    shared = domain_assets(domain).user_db
+def user_fingerprint(domain: str, env: Environment, data_dir: str | None = None) -> Fingerprint:
+    shared = domain_assets(domain, data_dir).user_db
     db = env.user_tools.db if env.user_tools is not None else None
     if shared is None:
         return None if db is None else db.get_hash()
     return shared.fingerprint(db)
 
 
-def agent_matches(domain: str, env: Environment, reference: Fingerprint) -> bool | None:
+def agent_matches(
+    domain: str, env: Environment, reference: Fingerprint, data_dir: str | None = None
+) -> bool | None:
     db = env.tools.db if env.tools is not None else None
-    return domain_assets(domain).db.matches(db, reference)
+    return domain_assets(domain, data_dir).db.matches(db, reference)
 
 
-def user_matches(domain: str, env: Environment, reference: Fingerprint) -> bool | None:
-    shared = domain_assets(domain).user_db
+def user_matches(
+    domain: str, env: Environment, reference: Fingerprint, data_dir: str | None = None
+) -> bool | None:
+    shared = domain_assets(domain, data_dir).user_db
     db = env.user_tools.db if env.user_tools is not None else None
     if shared is None:
         if isinstance(reference, cow.Snapshot):
