@@ -13,7 +13,9 @@ fi
 # torch==2.13.0 resolves to the CPU wheel this machine kind serves (pip's find-links);
 # the constraint keeps every later install from swapping it for a CUDA build.
 echo "torch==2.13.0" > "$VENV/constraints.txt"
-"$VENV/bin/pip" install -q -c "$VENV/constraints.txt" -e '.[dev]' -r .ci/areal-requirements.txt
+# .ci/areal-constraints.txt holds the rest of the environment the suite was verified in.
+"$VENV/bin/pip" install -q -c "$VENV/constraints.txt" -c .ci/areal-constraints.txt -e '.[dev]' \
+    -r .ci/areal-requirements.txt
 "$VENV/bin/pip" install -q --no-deps areal==1.0.4
 
 # A missing AReaL is a failure here, not a skip.
