@@ -152,7 +152,14 @@ def _read(path: Path) -> Any:
         raise ConfigError(f"cannot read task data file {str(path)!r}: {exc}") from exc
 
 
+SPLIT_DOMAINS = frozenset({"airline", "retail", "telecom"})
+"""Domains tau2's registry gives task splits (its mock domain has a split file, unregistered)."""
+
+
 def splits(data_dir: str | None, domain: str) -> dict[str, list[str]]:
+    """The domain's named splits, as tau2's registry offers them (none for mock)."""
+    if domain not in SPLIT_DOMAINS:
+        return {}
     path = domain_files(data_dir, domain).paths.get("splits")
     if path is None:
         return {}

@@ -265,6 +265,8 @@ def scripted_users(tasks: Iterable[Any]) -> Responder:
         system = body["messages"][0]["content"]
         return next(r for scenario, r in by_scenario.items() if scenario in system)(body)
 
+    return respond
+
 
 def judged_assertions(body: dict[str, Any]) -> list[str]:
     """The NL assertions of a judge request (tau2's prompt ends with their Python list)."""
