@@ -10,6 +10,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import anyio
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
 
 from engine.config import EpisodeSpec
+from engine.deadline import Deadline
 from engine.envs.base import EnvSession, ToolSchema
 from engine.errors import ContextOverflow, EmptyMessage, EngineError
 from engine.events import EventLog, emit_in_episode
@@ -73,6 +75,8 @@ class EpisodeState:
     failure: EngineError | None = None
     """Why the conversation ended agent_error, when it ended on its own (e.g. TextInSolo)."""
     skipped_calls: set[str] = field(default_factory=set)
+    deadline: Deadline | None = None
+    """The episode's deadline (waits for a model slot are not counted against it)."""
 
     def check_budget(self) -> None:
         """tau2's orchestrator checks: step and tool-error budgets, before a new message."""
@@ -182,7 +186,10 @@ class ObservedModel(WholeResponseModel):
 
         async def attempt() -> tuple[ModelResponse, float]:
             self.state.model_calls += 1
-            async with self.limiter:
+            slot: AbstractAsyncContextManager[Any] = (
+                self.state.deadline.slot(self.limiter) if self.state.deadline else self.limiter
+            )
+            async with slot:
                 started = time.perf_counter()
                 response = await self.inner.get_response(
                     system_instructions,

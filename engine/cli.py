@@ -500,6 +500,16 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _own_process() -> None:
+    """What only a program that owns its process may do: tau2's logs into logging, the
+    shared task databases kept out of the garbage collector's full passes."""
+    from engine import tau2lib
+    from engine.envs import tau2_cache
+
+    tau2lib.route_logs_to_logging()
+    tau2_cache.freeze_shared_data()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -508,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_analyze(argv[1:])
     args = build_parser().parse_args(argv)
+    _own_process()
     try:
         if args.command == "run":
             return cmd_run(args)

@@ -1,15 +1,17 @@
-"""Pooled OpenAI-compatible clients, one connection pool per event loop.
+"""Pooled OpenAI-compatible clients, owned by whoever closes them (an Engine, its judge,
+a served environment).
 
-An `httpx.AsyncClient` (ours, sized to the engine's model-call limiter, or the caller's
-own, e.g. AReaL's) is shared by one `AsyncOpenAI` per (base URL, HTTP client). Episodes
-with their own key (AReaL gives each session one) get a view of that client with the key
-swapped, sharing its pool. The SDK's own retries are off (`max_retries=0`): the engine
-retries and records each retry (engine.retry).
+A `ClientPool` holds one `httpx.AsyncClient` sized to its owner's call limiter and the
+`AsyncOpenAI` clients built on it, cached by (base URL, key, timeout): episodes with their
+own key (AReaL gives each session one) get their own client sharing the pool's
+connections. A caller's own HTTP client (AReaL's inline mode hands the workflow one) is
+used as given and never closed here. The SDK's own retries are off (`max_retries=0`): the
+engine retries and records each retry (engine.retry).
 """
 
 from __future__ import annotations
 
-import asyncio
+import collections
 import contextlib
 import weakref
 from collections.abc import Iterator
@@ -25,6 +27,8 @@ _http_client_override: ContextVar[httpx.AsyncClient | None] = ContextVar(
     "tau2_engine_http_client", default=None
 )
 
+CachedKey = tuple[str, str, float]
+
 
 @contextlib.contextmanager
 def using_http_client(client: httpx.AsyncClient | None) -> Iterator[None]:
@@ -37,13 +41,25 @@ def using_http_client(client: httpx.AsyncClient | None) -> Iterator[None]:
         _http_client_override.reset(token)
 
 
-class ClientPool:
-    """AsyncOpenAI clients of one event loop, sharing connection pools."""
+def http_client_override() -> httpx.AsyncClient | None:
+    """The HTTP client set by `using_http_client` in this context, if any."""
+    return _http_client_override.get()
 
-    def __init__(self, max_connections: int) -> None:
+
+class ClientPool:
+    """AsyncOpenAI clients sharing one connection pool; closed by its owner (`aclose`).
+
+    Clients are cached per HTTP client (the pool's own, or a caller's, held weakly so a
+    closed caller's client is forgotten with it) and per (base URL, key, timeout); at most
+    `max_clients` per HTTP client, least recently used dropped first."""
+
+    def __init__(self, max_connections: int, *, max_clients: int = 4096) -> None:
         self.max_connections = max_connections
+        self.max_clients = max_clients
         self._http: httpx.AsyncClient | None = None
-        self._clients: dict[tuple[str, int], AsyncOpenAI] = {}
+        self._clients: weakref.WeakKeyDictionary[
+            httpx.AsyncClient, collections.OrderedDict[CachedKey, AsyncOpenAI]
+        ] = weakref.WeakKeyDictionary()
 
     def http_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -59,51 +75,30 @@ class ClientPool:
         self, endpoint: Endpoint, http_client: httpx.AsyncClient | None = None
     ) -> AsyncOpenAI:
         http = http_client or self.http_client()
-        key = (endpoint.base_url, id(http))
-        base = self._clients.get(key)
-        if base is None:
-            base = AsyncOpenAI(
-                base_url=endpoint.base_url,
-                api_key=endpoint.api_key,
-                http_client=cast(Any, http),  # openai 3 types it as httpx2's client; takes httpx's too
-                max_retries=0,
-                timeout=endpoint.timeout_s,
-            )
-            self._clients[key] = base
-        if base.api_key != endpoint.api_key or base.timeout != endpoint.timeout_s:
-            return base.with_options(api_key=endpoint.api_key, timeout=endpoint.timeout_s)
-        return base
-
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-        self._clients.clear()
-
-
-def http_client_override() -> httpx.AsyncClient | None:
-    """The HTTP client set by `using_http_client` in this context, if any."""
-    return _http_client_override.get()
-
-
-class LoopPools:
-    """One ClientPool per running event loop (clients and pools belong to a loop)."""
-
-    def __init__(self, max_connections: int = 256) -> None:
-        self.max_connections = max_connections
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientPool] = (
-            weakref.WeakKeyDictionary()
+        cached = self._clients.get(http)
+        if cached is None:
+            cached = self._clients[http] = collections.OrderedDict()
+        key = (endpoint.base_url, endpoint.api_key, endpoint.timeout_s)
+        found = cached.get(key)
+        if found is not None:
+            cached.move_to_end(key)
+            return found
+        found = AsyncOpenAI(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            http_client=cast(Any, http),  # openai 3 types it as httpx2's client; takes httpx's too
+            max_retries=0,
+            timeout=endpoint.timeout_s,
         )
+        cached[key] = found
+        if len(cached) > self.max_clients:
+            cached.popitem(last=False)
+        return found
 
     async def aclose(self) -> None:
-        """Close the running loop's pool (its connections belong to this loop)."""
-        pool = self._pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.aclose()
-
-    def pool(self) -> ClientPool:
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            pool = self._pools[loop] = ClientPool(self.max_connections)
-        return pool
+        """Close the pool's own connections (a caller's HTTP client stays the caller's).
+        A later call opens a new pool, which its owner closes again."""
+        self._clients.clear()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()

@@ -3,6 +3,11 @@
 Separate limiters bound episodes in flight, open environments, model calls and CPU
 threads. Results stream out as episodes finish. A run emits `run_start` and `run_end`
 around its episodes, whatever ends it.
+
+The engine owns what its episodes share: the environment backend, the policy's and the
+LLM users' connection pools, the NL-assertion judge's, the loop-lag monitor, and the event
+log when it made it. `async with Engine(...) as engine:` closes them on exit; an engine
+used without `async with` closes them at the end of `run`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine import stamp
+from engine.clients import ClientPool
 from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec
 from engine.envs.base import EnvBackend
 from engine.envs.local import LocalBackend
@@ -37,7 +43,7 @@ def make_backend(
     config: EngineConfig, cpu: anyio.CapacityLimiter, events: EventLog | None = None
 ) -> EnvBackend:
     if config.backend == "local":
-        return LocalBackend(cpu)
+        return LocalBackend(cpu, ClientPool(config.model_slots))
     if config.backend in ("aenv", "aenv-local"):
         require_aenv(f"backend {config.backend!r}")
     if config.backend == "aenv-local":
@@ -79,7 +85,9 @@ class Engine:
         model_factory: Callable[..., Any] | None = None,
     ) -> None:
         self.config = config
+        self._owns_events = events is None
         self.events = events or EventLog(config.run_id)
+        self._entered = False
         self.cpu_limiter = anyio.CapacityLimiter(config.cpu_workers)
         self.backend = backend or make_backend(config, self.cpu_limiter, self.events)
         self.runtime = EpisodeRuntime(
@@ -93,6 +101,16 @@ class Engine:
         self.episode_slots = anyio.Semaphore(config.concurrency)
         self.lag = LoopLagMonitor()
         self.summary = RunSummary()
+
+    async def __aenter__(self) -> Engine:
+        self._entered = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._entered = False
+        await self.aclose()
+        if self._owns_events:
+            self.events.close()
 
     async def run_one(self, spec: EpisodeSpec) -> EpisodeResult:
         async with self.episode_slots:
@@ -182,7 +200,8 @@ class Engine:
             interrupted = False
         finally:
             self.runtime.observers.remove(summary.add)
-            await self.aclose()
+            if not self._entered:  # nobody else will close what the run used
+                await self.aclose()
             summary.duration_s = time.perf_counter() - started
             self.events.emit(
                 "run_end",
@@ -194,7 +213,8 @@ class Engine:
         return summary
 
     async def aclose(self) -> None:
-        """Release the backend and the run's model connections (shielded, bounded)."""
+        """Release the backend and every connection pool (shielded, bounded); the engine
+        may run again afterwards and reopens what it needs."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await self.backend.aclose()
             await self.runtime.judge.aclose()

@@ -6,7 +6,6 @@ one `episode_end` and returns an EpisodeResult.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import anyio
 from engine import scoring, stamp
 from engine.agent import EpisodeState, EpisodeStop, ObservedModel, build_agent, input_items
 from engine.config import EpisodeSpec
+from engine.deadline import Deadline
 from engine.envs.base import EnvBackend, EnvSession, Score
 from engine.errors import (
     AgentMisbehaved,
@@ -119,14 +119,11 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
         score: Score | None = None
         termination: str | None = None
         error: BaseException | None = None
+        deadline = Deadline(spec.timeout_s)
         try:
-            with (
-                anyio.move_on_after(spec.timeout_s)
-                if spec.timeout_s
-                else contextlib.nullcontext() as deadline
-            ):
-                async with runtime.env_limiter, runtime.backend.session(spec) as session:
-                    state = EpisodeState(spec=spec, trajectory=Trajectory(), events=events)
+            with deadline.scope:
+                async with deadline.slot(runtime.env_limiter), runtime.backend.session(spec) as session:
+                    state = EpisodeState(spec=spec, trajectory=Trajectory(), events=events, deadline=deadline)
                     judged = scoring.needs_judge(session.task)
                     if judged and spec.judge is None:
                         raise JudgeError(_no_judge(spec))
@@ -134,13 +131,15 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                     nl_checks: list[NLAssertionCheck] | None = None
                     if judged and termination in ("agent_stop", "user_stop"):
                         assert spec.judge is not None
-                        async with runtime.model_limiter:
+                        async with deadline.slot(runtime.model_limiter):
                             nl_checks = await runtime.judge.verdicts(
                                 spec.judge, session.task, state.trajectory.messages
                             )
                     score = await _score(session, state, termination, nl_checks)
-            if deadline is not None and deadline.cancelled_caught:
+            if deadline.passed:
                 raise EpisodeDeadline
+            # the deadline's scope swallowed nothing, so the block ran to its end
+            assert termination is not None and state is not None and score is not None
             status = TERMINATION_STATUS.get(termination, Status.AGENT_ERROR)
             if status is not Status.COMPLETED:
                 error = _termination_error(termination, state)
@@ -178,6 +177,7 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                 policy=spec.policy.name,
                 attempt=attempt,
                 termination_reason=termination,
+                queue_wait_s=deadline.queue_wait_s,
             )
             events.emit(
                 "episode_end",
@@ -192,6 +192,7 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                 seed=spec.seed,
                 policy=spec.policy.name,
                 termination_reason=termination,
+                queue_wait_s=result.queue_wait_s,
                 stamp=episode_stamp,
             )
             for observe in runtime.observers:

@@ -40,7 +40,6 @@ from engine.engine import Engine
 from engine.errors import ConfigError, EpisodeDiscarded
 from engine.events import EventLog, EventSink, JsonlFileSink
 from engine.results import DISCARDED, EpisodeResult
-from engine.users.llm import close_loop_clients
 
 DEFAULT_CONCURRENCY = 2048
 """Episodes in flight per event loop: above what AReaL's tau2 configs send at once
@@ -136,7 +135,6 @@ async def _own(engine: Engine, loop: asyncio.AbstractEventLoop, backend: str) ->
         await engine.aclose()
         if not engines:
             _engines.pop(loop, None)
-            await close_loop_clients()
 
 
 async def run_spec(spec: EpisodeSpec, engine: Engine) -> EpisodeResult:
@@ -191,10 +189,6 @@ def run_agent_return_reward_sync(data: dict[str, Any], *, discard_failures: bool
 async def _call(data: dict[str, Any], discard_failures: bool) -> float:
     # This loop is ours and ends with the call: its engine is closed here, not left behind.
     config = engine_config()
-    engine = Engine(config, EventLog(config.run_id, _process_sinks()))
-    try:
+    async with Engine(config, EventLog(config.run_id, _process_sinks())) as engine:
         result = await run_episode_from_data(data, engine=engine)
-    finally:
-        await engine.aclose()
-        await close_loop_clients()
     return reward_of(result, discard_failures=discard_failures)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -44,6 +44,8 @@ class EpisodeResult:
     policy: str = "oracle"
     attempt: int = 0
     termination_reason: str | None = None
+    queue_wait_s: float = 0.0
+    """Time queued for an environment or model slot (not counted against the deadline)."""
 
 
 def is_success(reward: float) -> bool:
@@ -70,9 +72,16 @@ def pass_hat_k(results: Iterable[EpisodeResult]) -> dict[int, float]:
     return out
 
 
+def outcome(result: EpisodeResult) -> EpisodeResult:
+    """What a run summary keeps of an episode: its outcome without the reward breakdown
+    (which is in the events), so a long run's summary stays small."""
+    return result if result.reward_info is None else replace(result, reward_info=None)
+
+
 @dataclass
 class RunSummary:
-    """Aggregates results as they finish. A retried episode counts once, by its last attempt."""
+    """Aggregates results as they finish. A retried episode counts once, by its last
+    attempt; each is kept as its `outcome` (no reward breakdown)."""
 
     by_episode: dict[tuple[str, str, int], EpisodeResult] = field(default_factory=dict)
     attempts: int = 0
@@ -82,7 +91,7 @@ class RunSummary:
 
     def add(self, result: EpisodeResult) -> None:
         self.attempts += 1
-        self.by_episode[(result.domain, result.task_id, result.sample)] = result
+        self.by_episode[(result.domain, result.task_id, result.sample)] = outcome(result)
 
     @property
     def results(self) -> list[EpisodeResult]:

@@ -18,7 +18,9 @@ from engine.config import (
     user_from_env,
 )
 from engine.engine import Engine
+from engine.envs.local import LocalBackend
 from engine.events import EventLog, MemorySink, read_events
+from engine.policies.factory import ModelFactory
 from engine.results import EpisodeResult
 from engine.trajectory import rescore
 from tests.fake_openai_server import (
@@ -28,6 +30,7 @@ from tests.fake_openai_server import (
     gold_agent,
     scripted_user,
 )
+from tests.helpers import assert_event_invariants
 
 TASK = distinct_ticket_tasks("telecom")[4]  # three user-side gold actions
 USER_KEY = "user-secret"
@@ -258,3 +261,37 @@ def test_env_sets_request_timeout_and_retries_of_policy_and_user(monkeypatch: py
     monkeypatch.setenv("TAU2_USER_LLM_MAX_RETRIES", "many")
     with pytest.raises(ValueError, match="TAU2_USER_LLM_MAX_RETRIES must be a number, got 'many'"):
         user_from_env()
+
+
+@pytest.mark.anyio
+async def test_the_engine_closes_the_pools_it_owns_when_its_block_ends(
+    servers: tuple[FakeOpenAI, FakeOpenAI],
+) -> None:
+    sink = MemorySink()
+    config = EngineConfig(concurrency=2)
+    async with Engine(config, EventLog(config.run_id, [sink])) as engine:
+        summary = await engine.run([spec(*servers)])
+        assert summary.statuses == {"completed": 1}
+        models = engine.runtime.make_model
+        assert isinstance(models, ModelFactory) and isinstance(engine.backend, LocalBackend)
+        policy_http = models.clients._http
+        user_http = engine.backend.user_clients._http
+        # inside the block the run did not close them: the engine may run again
+        assert policy_http is not None and not policy_http.is_closed
+        assert user_http is not None and not user_http.is_closed
+        again = await engine.run([spec(*servers)])
+        assert again.statuses == {"completed": 1}
+    assert policy_http.is_closed and user_http.is_closed
+    assert_event_invariants(sink.events)
+
+
+@pytest.mark.anyio
+async def test_an_engine_without_a_block_closes_its_pools_at_the_end_of_its_run(
+    servers: tuple[FakeOpenAI, FakeOpenAI],
+) -> None:
+    config = EngineConfig(concurrency=2)
+    engine = Engine(config, EventLog(config.run_id, [MemorySink()]))
+    await engine.run([spec(*servers)])
+    models = engine.runtime.make_model
+    assert isinstance(models, ModelFactory) and isinstance(engine.backend, LocalBackend)
+    assert models.clients._http is None and engine.backend.user_clients._http is None

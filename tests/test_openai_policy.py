@@ -257,20 +257,22 @@ async def test_bad_tool_calls_are_answered_as_tool_errors_and_rescoring_agrees(
     assert rescore(events, domain="telecom", task_id=TASK.id, solo_mode=True) == result.reward
 
 
-def test_one_connection_pool_per_loop_sized_to_the_model_slots() -> None:
+def test_the_model_factory_owns_one_connection_pool_sized_to_the_model_slots() -> None:
     import anyio
 
-    async def clients() -> tuple[Any, Any, Any]:
+    async def clients() -> tuple[Any, Any, Any, bool]:
         factory = ModelFactory(model_slots=7)
-        pool = factory.openai.pools.pool()
+        pool = factory.clients
         a = pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k1"))
         b = pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k2"))
-        same = factory.openai.pools.pool()
-        await pool.aclose()
-        return a, b, same is pool
+        again = pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k1"))
+        http = a._client
+        await factory.aclose()
+        return a, b, again, http.is_closed
 
-    a, b, same = anyio.run(clients)
-    assert same
+    a, b, again, closed = anyio.run(clients)
+    assert again is a  # cached by endpoint and key
+    assert closed  # the factory closed the pool it owns
     assert (a.api_key, b.api_key, a.max_retries, b.max_retries) == ("k1", "k2", 0, 0)
     assert a._client is b._client  # one httpx pool shared by both session keys
     assert a._client._transport._pool._max_connections == 7

@@ -32,6 +32,7 @@ from fastmcp.tools.tool import Tool, ToolResult
 from pydantic import PrivateAttr
 
 from engine import catalog
+from engine.clients import ClientPool
 from engine.config import DEFAULT_MAX_ERRORS, Endpoint, EpisodeSpec, UserConfig, check_bool
 from engine.envs import aenv_protocol as protocol
 from engine.envs.aenv_episode import ServedEpisode, StepResult
@@ -68,6 +69,8 @@ class Tau2Service:
         self._tools: dict[str, Tool] = {}
         self._tools_key: tuple[str, bool] | None = None
         self._cpu: anyio.CapacityLimiter | None = None
+        self.user_clients = ClientPool(8)
+        """LLM users' connections: the service's, for the server's lifetime (one episode at a time)."""
         self._lock: anyio.Lock | None = None
         self._mcp: FastMCP | None = None
 
@@ -98,7 +101,7 @@ class Tau2Service:
         """A new episode for `spec` (blocking: builds the tau2 environment)."""
         task = catalog.get_task(spec.domain, spec.task_id, spec.split)
         env = build_environment(spec, task)
-        session = LocalSession(spec, task, env, self.cpu)
+        session = LocalSession(spec, task, env, self.cpu, self.user_clients)
         return ServedEpisode(session=session, max_steps=spec.max_steps, max_errors=spec.max_errors,
                              trajectory=Trajectory(session.history))
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from engine import catalog, scoring, taskdata
+from engine.clients import ClientPool
 from engine.envs import tau2_cache
 from engine.envs.base import Score, ToolSchema
 from engine.errors import ConfigError, EnvError
@@ -155,7 +156,10 @@ def make_user(
     *,
     user_tools: list[dict[str, Any]] | None = None,
     seed: int | None = None,
+    clients: ClientPool | None = None,
 ) -> UserSimulator:
+    """The episode's user simulator; an LLM user's client comes from `clients`, the pool
+    of the simulator's owner (an engine's backend, a served environment)."""
     if config.kind == "scripted":
         return ScriptedUser(task, run_tool)
     if config.kind == "llm":
@@ -165,9 +169,11 @@ def make_user(
             return Tau2User(config.litellm_model, task, run_tool, tools=user_tools)
         if config.endpoint is None:
             raise ConfigError("user 'llm' needs an endpoint: set TAU2_USER_LLM and TAU2_USER_LLM_API_BASE")
+        if clients is None:
+            raise ConfigError("an LLM user needs a client pool: build the session through a backend")
         return LLMUser(
             config.endpoint, task, run_tool, tools=user_tools, seed=seed, max_tokens=config.max_tokens,
-            request_args=config.request_args,
+            request_args=config.request_args, client=clients.client(config.endpoint),
         )
     raise ConfigError.choice("user", config.kind, ("llm", "scripted"))
 
@@ -175,7 +181,14 @@ def make_user(
 class LocalSession:
     """An in-process tau2 environment for one episode."""
 
-    def __init__(self, spec: EpisodeSpec, task: Task, env: Environment, cpu: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self,
+        spec: EpisodeSpec,
+        task: Task,
+        env: Environment,
+        cpu: anyio.CapacityLimiter,
+        user_clients: ClientPool | None = None,
+    ) -> None:
         self.spec = spec
         self.task = task
         self.solo_mode = spec.solo_mode
@@ -193,6 +206,7 @@ class LocalSession:
                 self._run_user_tool,
                 user_tools=user_tool_schemas(env),
                 seed=spec.seed + spec.sample,
+                clients=user_clients,
             )
         )
 
@@ -239,8 +253,10 @@ def prepare_domain(domain: str, split: str | None, solo_mode: bool, data_dir: st
 class LocalBackend:
     name = "local"
 
-    def __init__(self, cpu: anyio.CapacityLimiter) -> None:
+    def __init__(self, cpu: anyio.CapacityLimiter, user_clients: ClientPool | None = None) -> None:
         self._cpu = cpu
+        self.user_clients = user_clients or ClientPool(256)
+        """LLM users' connections: this backend's, closed with it."""
         self._prepared: set[tuple[str, str | None, bool, str | None]] = set()
         self._preparing = anyio.Lock()
 
@@ -260,7 +276,7 @@ class LocalBackend:
         # A copy of prepared shared state: cheaper inline than a hop to a worker thread,
         # which would also contend with the loop for the GIL.
         env = build_environment(spec, task)
-        yield LocalSession(spec, task, env, self._cpu)
+        yield LocalSession(spec, task, env, self._cpu, self.user_clients)
 
     async def aclose(self) -> None:
-        return None
+        await self.user_clients.aclose()

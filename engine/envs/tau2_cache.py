@@ -129,11 +129,24 @@ def domain_assets(domain: str, data_dir: str | None = None) -> DomainAssets:
                 constructor=tau2lib.load().registry.get_env_constructor(domain),
             )
             _assets[key] = found
-            # The shared databases live as long as the process: keep the cyclic garbage
-            # collector from walking their millions of objects on every full collection
-            # (a full pass over the airline database stalls the event loop ~0.3 s).
-            gc.freeze()
+            if _freeze_shared:
+                gc.freeze()
     return found
+
+
+_freeze_shared = False
+
+
+def freeze_shared_data() -> None:
+    """For a program that owns its process (the CLI, a worker): keep the cyclic garbage
+    collector from walking the shared databases' millions of objects on every full
+    collection (a full pass over the airline database stalls the event loop ~0.3 s), by
+    `gc.freeze()` after every domain load. Process-wide, so a library never does it
+    unasked."""
+    global _freeze_shared
+    with _assets_lock:
+        _freeze_shared = True
+        gc.freeze()
 
 
 def new_environment(domain: str, *, solo_mode: bool, data_dir: str | None = None) -> Environment:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.clients import ClientPool
 from engine.config import POLICIES, EpisodeSpec
 from engine.errors import ConfigError
 from engine.policies.noisy import noisy_oracle_model
@@ -16,14 +17,16 @@ if TYPE_CHECKING:
 
 
 class ModelFactory:
-    """The engine's model factory: `factory(spec, task) -> Model`. `model_slots` sizes the
-    connection pool of the openai policy to the engine's model-call limiter."""
+    """The engine's model factory: `factory(spec, task) -> Model`. It owns the openai
+    policy's connection pool, sized to the engine's model-call limiter (closed by
+    `aclose`)."""
 
     def __init__(self, model_slots: int = 256) -> None:
-        self.openai = OpenAIPolicy(max_connections=model_slots)
+        self.clients = ClientPool(model_slots)
+        self.openai = OpenAIPolicy(self.clients)
 
     async def aclose(self) -> None:
-        await self.openai.pools.aclose()
+        await self.clients.aclose()
 
     def __call__(self, spec: EpisodeSpec, task: Task) -> Model:
         if spec.policy.name == "openai":
@@ -31,13 +34,14 @@ class ModelFactory:
         return make_model(spec, task)
 
 
-_default_openai = OpenAIPolicy()
-
-
 def make_model(spec: EpisodeSpec, task: Task) -> Model:
+    """An offline policy's model (oracle, noisy-oracle); the openai policy's models come
+    from a ModelFactory, which owns their connections."""
     policy = spec.policy
     if policy.name == "openai":
-        return _default_openai.model(spec)
+        raise ConfigError(
+            "the openai policy's models come from an engine's ModelFactory (it owns their connections)"
+        )
     latency_s = policy.latency_ms / 1000.0
     if policy.name == "oracle":
         return oracle_model(task, solo_mode=spec.solo_mode, latency_s=latency_s)

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from openai import AsyncOpenAI
 
-from engine.clients import LoopPools, http_client_override
+from engine.clients import ClientPool, http_client_override
 from engine.config import EpisodeSpec, require_endpoint
 from engine.sdk import Model, chat_completions_model
 
@@ -76,12 +76,12 @@ class Tau2Messages:
 
 
 class OpenAIPolicy:
-    """Builds `openai` policy models on connection pools sized to the model-call limiter."""
+    """Builds `openai` policy models on its owner's connection pool."""
 
-    def __init__(self, max_connections: int = 256) -> None:
-        self.pools = LoopPools(max_connections)
+    def __init__(self, clients: ClientPool) -> None:
+        self.clients = clients
 
     def model(self, spec: EpisodeSpec) -> Model:
         endpoint = require_endpoint(spec.policy)
-        client = self.pools.pool().client(endpoint, http_client_override())
+        client = self.clients.client(endpoint, http_client_override())
         return chat_completions_model(endpoint.model, cast(AsyncOpenAI, Tau2Messages(client)))

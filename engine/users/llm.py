@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
-from engine.clients import LoopPools
 from engine.config import DEFAULT_USER_MAX_TOKENS, Endpoint
 from engine.errors import ModelError
 from engine.events import emit_in_episode
@@ -39,14 +38,6 @@ USER_TEMPERATURE = 0.0
 
 EMPTY_REPLY_RETRIES = 3
 """Times an empty user reply is asked again (tau2's DEFAULT_MAX_RETRIES)."""
-
-_pools = LoopPools()
-
-
-async def close_loop_clients() -> None:
-    """Close the running loop's user-simulator connections (at the end of the loop's work)."""
-    await _pools.aclose()
-
 
 def system_prompt(task: Task, *, use_tools: bool) -> str:
     """tau2's user-simulator system prompt for `task`."""
@@ -102,7 +93,7 @@ class LLMUser:
         *,
         tools: Sequence[Mapping[str, Any]] | None,
         seed: int | None = None,
-        client: AsyncOpenAI | None = None,
+        client: AsyncOpenAI,
         max_tokens: int = DEFAULT_USER_MAX_TOKENS,
         request_args: Mapping[str, Any] | None = None,
     ) -> None:
@@ -123,8 +114,6 @@ class LLMUser:
         ]
 
     def client(self) -> AsyncOpenAI:
-        if self._client is None:
-            self._client = _pools.pool().client(self.endpoint)
         return self._client
 
     async def reply(self, agent_text: str) -> list[Message]:
