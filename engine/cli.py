@@ -15,7 +15,7 @@ from typing import IO, NoReturn
 import anyio
 from rich.console import Console
 
-from engine import catalog, taskdata
+from engine import catalog, resume, taskdata
 from engine.config import (
     BACKENDS,
     DEFAULT_MAX_RETRIES,
@@ -51,7 +51,6 @@ from engine.engine import Engine
 from engine.errors import ConfigError
 from engine.events import EventLog, EventSink, JsonlFileSink
 from engine.extras import require_aenv
-from engine.resume import completed_keys, remaining
 from engine.shutdown import EXIT_SIGINT, run_until_signalled
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -219,7 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--events", default=None, metavar="PATH", help="JSONL events file (default runs/events-RUNID.jsonl)"
     )
-    run.add_argument("--resume", action="store_true", help="skip episodes already completed in --events")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip episodes already done in --events: same fingerprint (task, sample, seed, model, "
+        "sampling and every other setting that changes the outcome) ended completed, max_steps or "
+        "agent_error; infra_error, timeout and cancelled are rerun",
+    )
+    run.add_argument(
+        "--retry-policy-failures",
+        action="store_true",
+        help="with --resume, also rerun episodes that ended max_steps or agent_error",
+    )
     run.add_argument("--verbose", action="store_true", help="also print every event to stderr")
 
     tasks = sub.add_parser("tasks", help="list the task ids of a domain")
@@ -429,13 +439,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if args.resume and not args.events:
             raise ConfigError("--resume needs --events PATH (the file of the run to resume)")
+        if args.retry_policy_failures and not args.resume:
+            raise ConfigError("--retry-policy-failures needs --resume (it says which episodes to rerun)")
         events_path = Path(args.events or f"runs/events-{config.run_id}.jsonl")
         if args.resume:
             planned = len(specs)
-            specs = remaining(specs, completed_keys(events_path))
-            out.print(
-                f"resume: {planned - len(specs)} of {planned} episodes already completed in {events_path}"
+            resumed = resume.plan(
+                specs, resume.recorded(events_path), retry_policy_failures=args.retry_policy_failures
             )
+            specs = resumed.todo
+            out.print(resume.message(resumed, planned, events_path))
         sinks: list[EventSink] = [JsonlFileSink(events_path, append=True)]
         if args.verbose:
             from engine.events import ConsoleSink
@@ -454,7 +467,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                         run_until_signalled, engine, specs, progress.advance, events
                     )
         finally:
-            events.close()
+            written = events.close()
+        if written is not None and written.failed:
+            print(
+                f"tau2-engine: warning: {written.failed} events could not be serialised; each is an "
+                f"event_error record in {events_path}",
+                file=sys.stderr,
+            )
         if signalled is not None:
             return signalled
         if summary.stopped_by is not None:

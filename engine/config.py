@@ -142,7 +142,8 @@ class EpisodeSpec:
 
     @property
     def key(self) -> tuple[str, str, int, int, str]:
-        """Identity used by --resume: (domain, task, sample, seed, policy)."""
+        """(domain, task, sample, seed, policy): how --resume matches episodes recorded
+        without a fingerprint (engine.fingerprint) by an older engine."""
         return (self.domain, self.task_id, self.sample, self.seed, self.policy.name)
 
 

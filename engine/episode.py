@@ -30,6 +30,7 @@ from engine.errors import (
     TooManyToolErrors,
 )
 from engine.events import EventLog, episode_context
+from engine.fingerprint import fingerprint
 from engine.judge import Judge
 from engine.results import EpisodeResult, Status
 from engine.sdk import AgentsException, MaxTurnsExceeded, Model, ModelBehaviorError
@@ -100,7 +101,10 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
         attempt=attempt,
     ):
         # The first episode of a data source hashes its files: off the loop.
-        episode_stamp = stamp.cached(spec) or await anyio.to_thread.run_sync(stamp.episode_stamp, spec)
+        episode_stamp = stamp.cached(spec)
+        if episode_stamp is None:
+            episode_stamp = await anyio.to_thread.run_sync(stamp.episode_stamp, spec)
+        episode_fingerprint = fingerprint(spec, episode_stamp)
         events.emit(
             "episode_start",
             seed=spec.seed,
@@ -112,6 +116,7 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
             max_steps=spec.max_steps,
             timeout_s=spec.timeout_s,
             stamp=episode_stamp,
+            fingerprint=episode_fingerprint,
         )
         started = time.perf_counter()
         state: EpisodeState | None = None
@@ -194,6 +199,7 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
                 termination_reason=termination,
                 queue_wait_s=result.queue_wait_s,
                 stamp=episode_stamp,
+                fingerprint=episode_fingerprint,
             )
             for observe in runtime.observers:
                 observe(result)

@@ -1,9 +1,19 @@
 """Structured events: a structlog pipeline that hands each event dict to sinks.
 
-Emitting never blocks the event loop: the JSONL file sink only appends the dict to an
+Emitting does not wait for the disk: the JSONL file sink only appends the dict to an
 in-memory queue; a writer thread serialises with orjson, writes whole lines and flushes
-after every batch, so a killed process leaves at most one truncated last line. Nothing is
-dropped: the queue is unbounded (it grows only while the disk is slower than the run).
+after every batch, so a killed process leaves at most one truncated last line.
+
+Nothing is dropped and memory stays bounded: the queue holds at most `max_pending` events
+(default 100,000). Past that the disk is slower than the run, and `write()` blocks the
+emitting thread (the event loop) until the writer has drained the queue to half of it:
+backpressure that slows the run to the disk's pace instead of growing memory without
+bound. Each such wait is counted and timed in the sink's `WriteReport`.
+
+An event that cannot be serialised (its `model_dump` or `__str__` raises) is written as
+an `event_error` record naming the event, the episode and the exception; the writer thread
+never stops before `close()`, which returns a `WriteReport` (events written, events that
+failed, the first I/O error, backpressure waits).
 """
 
 from __future__ import annotations
@@ -14,7 +24,10 @@ import contextvars
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -35,15 +48,51 @@ EVENT_NAMES: tuple[str, ...] = (
     "env_release",
     "episode_end",
     "run_end",
+    "event_error",
 )
+
+IDENTITY_FIELDS: tuple[str, ...] = ("run_id", "episode_id", "domain", "task_id", "sample", "attempt")
+"""Fields an `event_error` record copies from the event it replaces."""
+
+DEFAULT_MAX_PENDING = 100_000
+"""Events a file sink holds in memory before `write()` waits for the writer."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteReport:
+    """What a sink did with the events it accepted (returned by `close()`)."""
+
+    written: int = 0
+    """Events written as themselves."""
+    failed: int = 0
+    """Events that could not be serialised, each written as an `event_error` record."""
+    error: str | None = None
+    """The first I/O error (the events of a failed write are lost), else None."""
+    waits: int = 0
+    """Times `write()` waited for the writer to drain a full queue (backpressure)."""
+    waited_s: float = 0.0
+    """Seconds `write()` spent waiting in total."""
+    peak_pending: int = 0
+    """Most events queued at once."""
+
+    def __add__(self, other: WriteReport) -> WriteReport:
+        return WriteReport(
+            written=self.written + other.written,
+            failed=self.failed + other.failed,
+            error=self.error or other.error,
+            waits=self.waits + other.waits,
+            waited_s=self.waited_s + other.waited_s,
+            peak_pending=max(self.peak_pending, other.peak_pending),
+        )
 
 
 class EventSink(Protocol):
     def write(self, event: dict[str, Any]) -> None:
         """Accept one event; must not block on I/O."""
 
-    def close(self) -> None:
-        """Flush everything accepted so far and release resources (may block)."""
+    def close(self) -> WriteReport | None:
+        """Flush everything accepted so far and release resources (may block); a sink that
+        writes somewhere reports what it wrote."""
 
 
 class MemorySink:
@@ -69,6 +118,7 @@ def _default(value: object) -> object:
 
 
 def dumps(event: Mapping[str, Any]) -> bytes:
+    """One event as JSON; raises whatever a value's `model_dump` or `__str__` raises."""
     try:
         return orjson.dumps(event, default=_default, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
@@ -77,10 +127,50 @@ def dumps(event: Mapping[str, Any]) -> bytes:
         return json.dumps(event, default=lambda v: str(_default(v)), ensure_ascii=False).encode()
 
 
-class JsonlFileSink:
-    """Appends events as JSON Lines from a writer thread."""
+def _describe(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # an exception whose own __str__ fails still gets a record
+        return f"<{type(exc).__name__} with an unprintable message>"
 
-    def __init__(self, path: str | Path, *, append: bool = True) -> None:
+
+def error_record(event: Mapping[str, Any], exc: Exception) -> dict[str, Any]:
+    """The `event_error` record that stands in for an event `dumps` could not write."""
+    name = event.get("event")
+    record: dict[str, Any] = {
+        "event": "event_error",
+        "timestamp": event.get("timestamp")
+        if isinstance(event.get("timestamp"), str)
+        else datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "failed_event": name if isinstance(name, str) else repr(type(name)),
+    }
+    for key in IDENTITY_FIELDS:
+        value = event.get(key)
+        if isinstance(value, str) or (isinstance(value, int) and -(2**63) <= value < 2**63):
+            record[key] = value  # only what orjson surely writes: this record must not fail
+    record["error_type"] = type(exc).__name__
+    record["error"] = _describe(exc)
+    return record
+
+
+def encode(event: Mapping[str, Any]) -> tuple[bytes, bool]:
+    """One event as a JSON line without the newline, and whether it was written as itself
+    (False: an `event_error` record stands in for it). Never raises on a bad value."""
+    try:
+        return dumps(event), True
+    except Exception as exc:  # a value's model_dump/__str__ may raise anything
+        return orjson.dumps(error_record(event, exc)), False
+
+
+class JsonlFileSink:
+    """Appends events as JSON Lines from a writer thread, holding at most `max_pending`
+    events in memory (see the module docstring)."""
+
+    def __init__(
+        self, path: str | Path, *, append: bool = True, max_pending: int = DEFAULT_MAX_PENDING
+    ) -> None:
+        if max_pending < 2:
+            raise ConfigError(f"max_pending must be >= 2, got {max_pending}")
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,11 +179,20 @@ class JsonlFileSink:
                 self._terminate_partial_line()
         except OSError as exc:
             raise ConfigError(f"cannot write events file {str(path)!r}: {exc.strerror}") from exc
+        self.max_pending = max_pending
+        self._low_water = max_pending // 2
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
-        self._wakeup = threading.Condition()
+        lock = threading.Lock()
+        self._wakeup = threading.Condition(lock)
+        self._room = threading.Condition(lock)
         self._closing = False
         self.written = 0
+        self.failed = 0
+        self.waits = 0
+        self.waited_s = 0.0
+        self.peak_pending = 0
         self.error: BaseException | None = None
+        self._report: WriteReport | None = None
         self._thread = threading.Thread(target=self._drain, name="events-writer", daemon=True)
         self._thread.start()
 
@@ -106,9 +205,23 @@ class JsonlFileSink:
 
     def write(self, event: dict[str, Any]) -> None:
         self._pending.append(event)
-        if len(self._pending) == 1:
+        pending = len(self._pending)
+        if pending > self.peak_pending:
+            self.peak_pending = pending
+        if pending == 1:
             with self._wakeup:
                 self._wakeup.notify()
+        elif pending > self.max_pending:
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        started = time.perf_counter()
+        with self._room:
+            self._wakeup.notify()
+            while len(self._pending) > self._low_water and self._thread.is_alive():
+                self._room.wait(0.2)
+        self.waits += 1
+        self.waited_s += time.perf_counter() - started
 
     def _drain(self) -> None:
         while True:
@@ -117,32 +230,54 @@ class JsonlFileSink:
                     self._wakeup.wait(0.2)
                 closing = self._closing
             self._write_batch()
+            with self._room:
+                self._room.notify_all()
             if closing and not self._pending:
                 return
 
     def _write_batch(self) -> None:
         lines = []
-        while self._pending:
-            lines.append(dumps(self._pending.popleft()) + b"\n")
+        failed = 0
+        # At most one queue's worth per batch: lines waiting to be written count too.
+        for _ in range(min(len(self._pending), self.max_pending)):
+            line, ok = encode(self._pending.popleft())
+            lines.append(line + b"\n")
+            failed += not ok
         if not lines:
             return
         try:
             self._file.write(b"".join(lines))
             self._file.flush()
-            self.written += len(lines)
-        except OSError as exc:  # keep draining so close() returns; the error is reported
-            self.error = exc
-
-    def close(self) -> None:
-        if self._file.closed:
+        except Exception as exc:  # keep draining so close() returns; reported there
+            if self.error is None:
+                self.error = exc
             return
+        self.written += len(lines) - failed
+        self.failed += failed
+
+    def report(self) -> WriteReport:
+        """What the sink has done so far."""
+        return WriteReport(
+            written=self.written,
+            failed=self.failed,
+            error=None if self.error is None else _describe(self.error),
+            waits=self.waits,
+            waited_s=self.waited_s,
+            peak_pending=self.peak_pending,
+        )
+
+    def close(self) -> WriteReport:
+        if self._report is not None:
+            return self._report
         with self._wakeup:
             self._closing = True
             self._wakeup.notify()
         self._thread.join()
         self._file.close()
+        self._report = self.report()
         if self.error is not None:
-            print(f"tau2-engine: events file {self.path}: {self.error}", file=sys.stderr)
+            print(f"tau2-engine: events file {self.path}: {self._report.error}", file=sys.stderr)
+        return self._report
 
 
 class ConsoleSink:
@@ -178,6 +313,7 @@ class EventLog:
             context_class=dict,
         )
         self._closed = False
+        self._report: WriteReport | None = None
 
     def _stamp_run(
         self, _logger: object, _method: str, event: MutableMapping[str, Any]
@@ -197,13 +333,17 @@ class EventLog:
     def emit(self, event: str, /, **fields: Any) -> None:
         self._logger.info(event, **fields)
 
-    def close(self) -> None:
-        """Flush and close every sink (blocking; idempotent)."""
+    def close(self) -> WriteReport | None:
+        """Flush and close every sink (blocking; idempotent). Returns the sum of the sinks'
+        reports, None when no sink reports."""
         if self._closed:
-            return
+            return self._report
         self._closed = True
         for sink in self.sinks:
-            sink.close()
+            report = sink.close()
+            if report is not None:
+                self._report = report if self._report is None else self._report + report
+        return self._report
 
 
 _current_log: contextvars.ContextVar[EventLog | None] = contextvars.ContextVar(

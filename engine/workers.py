@@ -85,9 +85,9 @@ class PipeSink:
         if name == "run_end":
             self.run_end = event
             return
-        from engine.events import dumps
+        from engine.events import encode
 
-        self._batch.append(dumps(event))
+        self._batch.append(encode(event)[0])
         if len(self._batch) >= _BATCH_EVENTS:
             self.flush()
 

@@ -194,6 +194,72 @@ async def test_slow_sink_loses_nothing_and_never_stalls_the_loop(tmp_path: Path)
     assert run_end["loop_lag_s"]["samples"] > 0
 
 
+class _Unserialisable:
+    """A value whose serialisation raises (not TypeError): a buggy pydantic model."""
+
+    def model_dump(self, mode: str = "python") -> object:
+        raise ValueError("injected: cannot serialise")
+
+
+class PoisonedFileSink(JsonlFileSink):
+    """A file sink that receives an unserialisable value in every 5th tool_call event."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.seen = 0
+        self.injected = 0
+
+    def write(self, event: dict[str, Any]) -> None:
+        if event["event"] == "tool_call":
+            self.seen += 1
+            if self.seen % 5 == 0:
+                self.injected += 1
+                event = {**event, "result": _Unserialisable()}
+        super().write(event)
+
+
+async def test_unserialisable_events_become_event_error_records_and_the_writer_lives_on(
+    tmp_path: Path, compass: Compass
+) -> None:
+    path = tmp_path / "poisoned.jsonl"
+    sink = PoisonedFileSink(path)
+    config = EngineConfig(concurrency=16)
+    events = EventLog(config.run_id, [sink])
+    specs = plan_episodes(domain="telecom", limit=40)
+    summary = await Engine(config, events).run(specs)
+    report = events.close()
+    written = list(read_events(path))
+    assert sink.injected > 0 and report is not None
+    assert (report.failed, report.error) == (sink.injected, None)
+    assert report.written == len(written) - sink.injected
+    assert len(written) == sum(events.counts.values())
+    errors = [e for e in written if e["event"] == "event_error"]
+    assert len(errors) == sink.injected
+    assert {(e["failed_event"], e["error_type"]) for e in errors} == {("tool_call", "ValueError")}
+    assert all(e["episode_id"] and e["run_id"] == config.run_id for e in errors)
+    assert_event_invariants([e for e in written if e["event"] != "event_error"])
+    assert summary.statuses == {"completed": 40} and written[-1]["event"] == "run_end"
+    compass.record("unserialisable events", sink.injected, _lost(written, specs))
+
+
+async def test_a_disk_slower_than_the_run_applies_backpressure_and_loses_nothing(
+    tmp_path: Path, compass: Compass
+) -> None:
+    path = tmp_path / "slow.jsonl"
+    sink = SlowFileSink(path, max_pending=16)
+    config = EngineConfig(concurrency=32)
+    events = EventLog(config.run_id, [sink])
+    specs = plan_episodes(domain="telecom", limit=40)
+    summary = await Engine(config, events).run(specs)
+    report = events.close()
+    written = list(read_events(path))
+    assert report is not None and report.waits > 0 and report.peak_pending <= 17
+    assert report.written == len(written) == sum(events.counts.values())
+    assert_event_invariants(written)
+    assert summary.statuses == {"completed": 40}
+    compass.record(f"slow disk, queue bound 16 ({report.waits} waits)", report.waits, _lost(written, specs))
+
+
 async def test_env_crash_after_real_model_requests_is_not_replayed() -> None:
     from engine.config import Endpoint
     from engine.policies.oracle import oracle_model

@@ -51,7 +51,7 @@ def test_sigint_cancels_cleanly_and_resume_completes_each_episode_exactly_once(t
 
     resumed = subprocess.run([*CLI, *args, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resume: {statuses['completed']} of 228 episodes already completed" in resumed.stdout
+    assert f"resume: {statuses['completed']} of 228 episodes already done" in resumed.stdout
     every = list(read_events(events))
     assert_event_invariants(every)
     completed = collections.Counter(
@@ -121,7 +121,7 @@ def test_resume_reads_a_file_truncated_mid_line(tmp_path: Path) -> None:
     events.write_bytes(b"".join(lines[:last_end]) + lines[last_end][: len(lines[last_end]) // 2])
     proc = subprocess.run([*CLI, *args, "--resume"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "resume: 8 of 9 episodes already completed" in proc.stdout
+    assert "resume: 8 of 9 episodes already done" in proc.stdout
     records = list(read_events(events))
     done = collections.Counter(e["task_id"] for e in records if e["event"] == "episode_end")
     assert len(done) == 9 and set(done.values()) == {1}

@@ -68,6 +68,7 @@ _METRIC_COLUMNS: Mapping[str, str] = {
     "peak_rss_mb": "DOUBLE",
     "interrupted": "BOOLEAN",
     "stamp": "JSON",
+    "fingerprint": "VARCHAR",
 }
 
 TRAJECTORY_COLUMNS: Mapping[str, str] = {
@@ -143,8 +144,10 @@ class EventStore:
 def open_events(paths: Sequence[Path]) -> EventStore:
     """Load the files into an in-memory DuckDB and build the per-episode tables.
 
-    ``final`` keeps the latest ``episode_end`` per (domain, task_id, sample): a
-    resumed run appends new attempts and the newest one is authoritative.
+    ``final`` keeps the latest ``episode_end`` per episode fingerprint
+    (engine.fingerprint, the key ``--resume`` uses): a resumed run appends new attempts and
+    the newest one is authoritative. Lines without a fingerprint (an older engine) are
+    keyed on (domain, task_id, sample).
     """
     files = [str(p) for p in paths]
     con = duckdb.connect(":memory:")
@@ -178,7 +181,7 @@ def open_events(paths: Sequence[Path]) -> EventStore:
                status, COALESCE(reward, 0.0) AS reward, turns,
                TRY_CAST(tool_calls AS BIGINT) AS tool_calls, duration_s,
                error_type, error ->> '$' AS error, seed, policy, termination_reason,
-               file_idx, seq
+               fingerprint, file_idx, seq
         FROM ev WHERE event = 'episode_end'
         """
     )
@@ -189,7 +192,7 @@ def open_events(paths: Sequence[Path]) -> EventStore:
                status IN {COUNTED_STATUSES!r} AS counted
         FROM (
             SELECT *, row_number() OVER (
-                PARTITION BY domain, task_id, sample
+                PARTITION BY COALESCE(fingerprint, concat_ws('/', domain, task_id, sample))
                 ORDER BY ts DESC NULLS LAST, file_idx DESC, seq DESC
             ) AS rn
             FROM ends
