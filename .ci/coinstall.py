@@ -5,8 +5,12 @@
 Each requirement (default: the stacks in STACKS) is resolved together with this checkout by
 `uv pip compile` (nothing is installed) for CPython 3.11 on Linux x86_64, on the package indexes
 pip is configured with, taking the best version across all of them as pip does. A requirement
-without a version is first pinned to its newest release. Prints the openai, openai-agents and
-pydantic each resolution picks; exits 1 if any does not resolve. Needs `uv` (in the dev extra).
+without a version is first pinned to its newest release that resolves on its own here (a new
+release whose own dependencies are not on the indexes yet, e.g. vllm 0.34.0 needing a
+flashinfer-python release the index lacks, says nothing about tau2-engine: the release
+before it is taken, and the line says so). Prints the openai, openai-agents and pydantic each
+resolution picks; exits 1 if any stack that resolves on its own does not resolve beside
+tau2-engine. Needs `uv` (in the dev extra).
 """
 
 from __future__ import annotations
@@ -73,12 +77,40 @@ def compile_requirements(uv: list[str], indexes: list[str], lines: list[str], *e
     return result.stdout
 
 
-def pinned(uv: list[str], indexes: list[str], requirement: str) -> str:
-    """`name` as `name==newest`; a requirement with a version or marker stays as given."""
+NEWEST_TRIED = 4
+"""Releases of a bare-name stack tried, newest first, for one that resolves on its own."""
+
+
+def releases(name: str) -> list[str]:
+    """`name`'s releases on pip's indexes, newest first."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", name], capture_output=True, text=True
+    ).stdout
+    match = re.search(r"Available versions: (.+)", listed)
+    return [v.strip() for v in match.group(1).split(",")] if match else []
+
+
+def pinned(uv: list[str], indexes: list[str], requirement: str) -> tuple[str, str]:
+    """`name` as `name==V`, V its newest release that resolves on its own, and a note on the
+    newer ones skipped; a requirement with a version or marker stays as given."""
     if not re.fullmatch(r"[A-Za-z0-9._-]+", requirement):
-        return requirement
-    resolution = compile_requirements(uv, indexes, [requirement], "--no-deps")
-    return "==".join(PIN.findall(resolution)[0])
+        return requirement, ""
+    newest = "==".join(PIN.findall(compile_requirements(uv, indexes, [requirement], "--no-deps"))[0])
+    older = [f"{requirement}=={v}" for v in releases(requirement)]
+    candidates = [newest] + [stack for stack in older if stack != newest]
+    skipped = []
+    for stack in candidates[:NEWEST_TRIED]:
+        try:
+            compile_requirements(uv, indexes, [stack])
+        except subprocess.CalledProcessError as exc:
+            skipped.append(f"{stack} does not resolve on its own here ({_reason(exc)[:160]})")
+            continue
+        return stack, "; ".join(skipped)
+    return newest, "; ".join(skipped)
+
+
+def _reason(exc: subprocess.CalledProcessError) -> str:
+    return " ".join((exc.stderr or exc.stdout or "").split())
 
 
 def main(argv: list[str]) -> int:
@@ -90,17 +122,19 @@ def main(argv: list[str]) -> int:
     failed = 0
     for requirement in requirements:
         started = time.perf_counter()
+        note = ""
         try:
-            stack = pinned(uv, indexes, requirement)
+            stack, note = pinned(uv, indexes, requirement)
             versions = dict(PIN.findall(compile_requirements(uv, indexes, [f"-e {ROOT}", stack])))
         except subprocess.CalledProcessError as exc:
             failed += 1
-            reason = " ".join((exc.stderr or exc.stdout or "").split())
-            print(f"{requirement:<26} DOES NOT RESOLVE: {reason}")
+            print(f"{requirement:<26} DOES NOT RESOLVE: {_reason(exc)}" + (f" [{note}]" if note else ""))
             continue
         openai, agents, pydantic = (versions.get(name, "-") for name in REPORTED)
         seconds = time.perf_counter() - started
         print(f"{stack:<26} {openai:<10} {agents:<14} {pydantic:<10} {seconds:.1f}")
+        if note:
+            print(f"{'':<26} (newest first: {note})")
     print(f"{len(requirements) - failed} of {len(requirements)} resolved")
     return 1 if failed else 0
 
