@@ -14,6 +14,7 @@ record per episode (pass^k needs it), so a small slope remains by design.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -96,7 +97,7 @@ async def soak(args: argparse.Namespace, events_path: Path) -> dict[str, Any]:
         "rss_after_warmup_mb": [round(after[0][1], 1), round(after[-1][1], 1)] if after else None,
         "growth_mb_per_1000": round(slope_per_1000(after), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "event_writer": report if isinstance(report, dict) or report is None else repr(report),
+        "event_writer": None if report is None else dataclasses.asdict(report),
     }
 
 
