@@ -1,4 +1,7 @@
-"""The `tau2-engine` command line."""
+"""The `tau2-engine` command line.
+
+Imports stay light until a command runs: the entry point takes Ctrl-C over (engine/interrupts.py)
+before the engine, the Agents SDK and tau2 are imported."""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 import anyio
 from rich.console import Console
 
-from engine import catalog, resume, taskdata
+from engine import catalog, interrupts, taskdata
 from engine.config import (
     BACKENDS,
     DEFAULT_MAX_RETRIES,
@@ -47,11 +50,12 @@ from engine.config import (
     user_from_env,
 )
 from engine.console import RunProgress, summary_table
-from engine.engine import Engine
 from engine.errors import ConfigError
-from engine.events import EventLog, EventSink, JsonlFileSink
 from engine.extras import require_aenv
-from engine.shutdown import EXIT_SIGINT, run_until_signalled
+from engine.interrupts import EXIT_SIGINT
+
+if TYPE_CHECKING:
+    from engine.events import EventSink
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -402,6 +406,12 @@ def _user(args: argparse.Namespace, policy: PolicyConfig, out: Console) -> UserC
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from engine import resume
+    from engine.engine import Engine
+    from engine.events import EventLog, JsonlFileSink
+    from engine.shutdown import run_until_signalled
+
+    interrupts.check()
     with _stdout_to_logging() as real_stdout:
         out = Console(file=real_stdout, soft_wrap=True)
         if args.backend not in BACKENDS:
@@ -429,6 +439,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--data-dir needs --backend local (the {args.backend} servers read the package's data)"
             )
+        interrupts.check()
         _warn_unjudged(specs, out)
         config = EngineConfig(
             concurrency=args.concurrency,
@@ -449,6 +460,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             specs = resumed.todo
             out.print(resume.message(resumed, planned, events_path))
+        # from here a signal is only recorded: the run's loop reads it (engine/shutdown.py)
+        interrupts.defer()
+        interrupts.check()
         sinks: list[EventSink] = [JsonlFileSink(events_path, append=True)]
         if args.verbose:
             from engine.events import ConsoleSink
@@ -474,6 +488,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"event_error record in {events_path}",
                 file=sys.stderr,
             )
+        signalled = signalled or interrupts.received()
         if signalled is not None:
             return signalled
         if summary.stopped_by is not None:
@@ -530,6 +545,14 @@ def _own_process() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # a signal before the run's own handling is in place
+        print("tau2-engine: interrupted", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, interrupts.Interrupted) else EXIT_SIGINT
+
+
+def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["analyze"]:  # its own parser, -h included
@@ -557,13 +580,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tau2-engine: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:  # Ctrl-C before the run's own signal handling is in place
-        print("tau2-engine: interrupted", file=sys.stderr)
-        return EXIT_SIGINT
     raise AssertionError(f"unhandled command {args.command}")
 
 
 def entrypoint() -> None:
+    interrupts.install()
     sys.exit(main())
 
 

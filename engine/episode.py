@@ -90,6 +90,9 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: int = 0) -> EpisodeResult:
+    # a task started just before its run was cancelled runs this far before it can see the
+    # cancellation: it must not start an episode
+    await anyio.lowlevel.checkpoint_if_cancelled()
     episode_id = uuid.uuid4().hex[:16]
     events = runtime.events
     with episode_context(

@@ -1,6 +1,8 @@
 """Signals during a CLI run: the first SIGINT/SIGTERM cancels the run cleanly (every
 started episode gets `episode_end` with status cancelled, then `run_end`, then the sink is
-flushed); a second one exits at once, leaving only whole lines in the events file."""
+flushed); a second one exits at once, leaving only whole lines in the events file. A signal
+that arrived before the run's loop was up (recorded by engine/interrupts.py) counts as the
+first: the run stops before its first episode."""
 
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 import anyio
+from anyio.abc import TaskStatus
 
 from engine.config import EpisodeSpec
 from engine.engine import Engine
 from engine.events import EventLog
+from engine.interrupts import EXIT_SIGINT, EXIT_SIGTERM, exit_code_of, received
 from engine.results import EpisodeResult, RunSummary
 
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
+__all__ = ["EXIT_SIGINT", "EXIT_SIGTERM", "run_until_signalled"]
 
 
 async def run_until_signalled(
@@ -30,22 +33,28 @@ async def run_until_signalled(
     exit_code: int | None = None
     run_scope = anyio.CancelScope()
 
-    async def watch() -> None:
+    def first(code: int) -> None:
         nonlocal exit_code
+        exit_code = code
+        print("tau2-engine: interrupted; cancelling episodes (again to exit now)", file=sys.stderr)
+        run_scope.cancel()
+
+    async def watch(*, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            # the receiver now has the signals; one that came before it is not lost
+            early = received()
+            if early is not None:
+                first(early)
+            task_status.started()
             async for signum in signals:
                 if exit_code is None:
-                    exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
-                    print(
-                        "tau2-engine: interrupted; cancelling episodes (again to exit now)", file=sys.stderr
-                    )
-                    run_scope.cancel()
+                    first(exit_code_of(signum))
                 else:
                     events.close()
                     os._exit(exit_code)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watch)
+        await tg.start(watch)
         with run_scope:
             await engine.run(specs, on_result)
         tg.cancel_scope.cancel()

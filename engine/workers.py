@@ -38,13 +38,14 @@ from typing import Any
 
 import orjson
 
+from engine import interrupts
 from engine.config import EngineConfig, EpisodeSpec
 from engine.errors import ConfigError
 from engine.events import EventLog
 from engine.loop_lag import peak_rss_mb
 from engine.results import EpisodeResult, RunSummary
 
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+EXIT_SIGINT, EXIT_SIGTERM = interrupts.EXIT_SIGINT, interrupts.EXIT_SIGTERM
 _BATCH_EVENTS = 256
 """Events a worker sends in one message (fewer, larger pipe writes)."""
 
@@ -187,6 +188,9 @@ def _forwarded_signals(workers: list[_Worker]) -> Iterator[list[int]]:
             raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    early = interrupts.received()  # before this handler was in place (engine/interrupts.py)
+    if early is not None:
+        received.append(signal.SIGINT if early == EXIT_SIGINT else signal.SIGTERM)
     try:
         yield received
     finally:
@@ -225,6 +229,8 @@ def run_workers(
     with _forwarded_signals(pool) as received:
         try:
             for share in shares:
+                if received:  # interrupted before every worker started: start no more
+                    break
                 parent_end, child_end = context.Pipe(duplex=False)
                 process = context.Process(
                     target=_worker_main, args=(child_end, share, per_worker), name="tau2-engine-worker"

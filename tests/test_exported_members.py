@@ -20,3 +20,7 @@ def test_public_names_are_pinned() -> None:
         "run_agent_return_reward_sync",
     }
     assert expected <= set(engine.__all__)
+
+
+def test_every_public_name_has_a_home() -> None:
+    assert set(engine._HOMES) == set(engine.__all__)

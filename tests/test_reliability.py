@@ -8,7 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from engine.events import read_events
 from tests.helpers import assert_event_invariants
@@ -60,6 +63,57 @@ def test_sigint_cancels_cleanly_and_resume_completes_each_episode_exactly_once(t
         if e["event"] == "episode_end" and e["status"] == "completed"
     )
     assert len(completed) == 228 and set(completed.values()) == {1}
+
+
+ENTRYPOINT = [sys.executable, "-c", "from engine.cli import entrypoint; entrypoint()"]
+"""What the `tau2-engine` script runs (engine.cli:entrypoint), from the first import on."""
+
+LOOP_REACTION = timedelta(seconds=0.5)
+"""A signal reaches the run's event loop at its next iteration; episodes may start until then."""
+
+
+@pytest.mark.parametrize(
+    ("after_s", "signum", "code"),
+    [
+        (1.0, signal.SIGINT, 130),
+        (2.0, signal.SIGINT, 130),
+        (3.0, signal.SIGINT, 130),
+        (5.0, signal.SIGINT, 130),
+        (2.0, signal.SIGTERM, 143),
+    ],
+    ids=["sigint-1s", "sigint-2s", "sigint-3s", "sigint-5s", "sigterm-2s"],
+)
+def test_a_signal_at_any_moment_from_process_start_stops_the_run(
+    tmp_path: Path, after_s: float, signum: signal.Signals, code: int
+) -> None:
+    """While the engine, openai and tau2 are imported, tasks are planned or episodes run."""
+    events = tmp_path / "E.jsonl"
+    proc = subprocess.Popen(
+        [*ENTRYPOINT, "run", "--domain", "telecom", "--n-samples", "2", "--concurrency", "48",
+         "--latency-ms", "250", "--events", str(events)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(after_s)  # when the signal comes, not a timing assert
+    sent_at = datetime.now(UTC)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 20
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    written = list(read_events(events)) if events.exists() else []
+    assert_event_invariants(written)
+    runs = [e["event"] for e in written if e["event"] in ("run_start", "run_end")]
+    assert runs in ([], ["run_start", "run_end"])
+    assert sum(e["event"] == "episode_start" for e in written) < 228
+    late = [
+        e for e in written
+        if e["event"] == "episode_start"
+        and datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) > sent_at + LOOP_REACTION
+    ]
+    assert not late, f"{len(late)} episodes started after the signal"
 
 
 def test_second_sigint_exits_at_once_leaving_whole_lines(tmp_path: Path) -> None:
