@@ -8,7 +8,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -519,6 +519,42 @@ def standard_user(policy: PolicyConfig, **llm: Any) -> UserConfig:
             "--solo on (data: solo_mode=true) runs tasks with a ticket solo"
         )
     return user
+
+
+def check_spec(spec: EpisodeSpec) -> None:
+    """Raise ConfigError naming the first bad value of `spec` and what is valid: its task
+    (domain, split, task id, data directory), policy, user and budgets. Blocking: the first
+    look-up of a task set parses its files."""
+    catalog.get_task(spec.domain, spec.task_id, spec.split, spec.data_dir)
+    check_choice("policy", spec.policy.name, POLICIES)
+    if spec.policy.name == "openai":
+        require_endpoint(spec.policy)
+    if not spec.solo_mode:
+        check_choice("user", spec.user.kind, USERS)
+        if spec.user.kind == "llm" and spec.user.endpoint is None and not spec.user.litellm_model:
+            raise ConfigError(
+                "user 'llm' needs an endpoint: pass --user-model and --user-base-url (or set "
+                "TAU2_USER_LLM and TAU2_USER_LLM_API_BASE)"
+            )
+    check_int("max_steps", spec.max_steps, minimum=1)
+    check_int("max_errors", spec.max_errors, minimum=1)
+    if spec.timeout_s is not None:
+        check_float("timeout", spec.timeout_s, minimum=0, strict=True)
+
+
+def check_specs(specs: Iterable[EpisodeSpec]) -> None:
+    """`check_spec` for every distinct shape among `specs` (samples of a task share one)."""
+    seen: set[tuple[object, ...]] = set()
+    for spec in specs:
+        policy, user = spec.policy, spec.user
+        shape = (
+            spec.domain, spec.task_id, spec.split, spec.data_dir, spec.solo_mode, spec.max_steps,
+            spec.max_errors, spec.timeout_s, policy.name, policy.endpoint is None, user.kind,
+            user.endpoint is None, user.litellm_model,
+        )
+        if shape not in seen:
+            check_spec(spec)
+            seen.add(shape)
 
 
 def plan_episodes(

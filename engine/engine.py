@@ -25,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine import stamp
 from engine.clients import ClientPool
-from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec
+from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec, check_specs
 from engine.envs.base import EnvBackend
 from engine.envs.local import LocalBackend
 from engine.episode import EpisodeRuntime, run_episode
@@ -113,7 +113,9 @@ class Engine:
             self.events.close()
 
     async def run_one(self, spec: EpisodeSpec) -> EpisodeResult:
+        """One episode; a bad spec raises ConfigError before it starts."""
         async with self.episode_slots:
+            await anyio.to_thread.run_sync(check_specs, [spec])
             return await run_episode(spec, self.runtime)
 
     @asynccontextmanager
@@ -121,10 +123,21 @@ class Engine:
         self, specs: Iterable[EpisodeSpec]
     ) -> AsyncIterator[MemoryObjectReceiveStream[EpisodeResult]]:
         """Start every episode (at most `concurrency` at once); yield a stream of results in
-        completion order. Leaving the block early cancels what is still running."""
+        completion order. Leaving the block early cancels what is still running. A bad spec
+        raises ConfigError before any episode starts; a failure inside an episode is that
+        episode's result."""
+        specs = list(specs)
+        await anyio.to_thread.run_sync(check_specs, specs)
+        async with self._results(specs) as results:
+            yield results
+
+    @asynccontextmanager
+    async def _results(
+        self, specs: list[EpisodeSpec]
+    ) -> AsyncIterator[MemoryObjectReceiveStream[EpisodeResult]]:
         send, receive = anyio.create_memory_object_stream[EpisodeResult](self.config.concurrency)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._launch, list(specs), send)
+            tg.start_soon(self._launch, specs, send)
             try:
                 yield receive
             finally:
@@ -169,8 +182,10 @@ class Engine:
         specs: Iterable[EpisodeSpec],
         on_result: Callable[[EpisodeResult], None] | None = None,
     ) -> RunSummary:
-        """A whole run: run_start, every episode, run_end (also when cancelled)."""
+        """A whole run: run_start, every episode, run_end (also when cancelled). A bad spec
+        raises ConfigError before run_start."""
         specs = list(specs)
+        await anyio.to_thread.run_sync(check_specs, specs)
         summary = self.summary = RunSummary()
         stamps = await anyio.to_thread.run_sync(stamp.distinct, specs)
         self.events.emit(
@@ -188,7 +203,7 @@ class Engine:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.lag.run)
-                async with self.stream(specs) as results:
+                async with self._results(specs) as results:
                     async for result in results:
                         if on_result is not None:
                             on_result(result)

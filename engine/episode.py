@@ -21,7 +21,6 @@ from engine.deadline import Deadline
 from engine.envs.base import EnvBackend, EnvSession, Score
 from engine.errors import (
     AgentMisbehaved,
-    ConfigError,
     EngineError,
     JudgeError,
     ScoringFailed,
@@ -158,9 +157,6 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
             status, error = Status.TIMEOUT, exc
         except anyio.get_cancelled_exc_class() as exc:
             status, error = Status.CANCELLED, exc
-            raise
-        except ConfigError as exc:  # a bad spec is the caller's error: recorded, then raised
-            status, error = Status.INFRA_ERROR, exc
             raise
         except Exception as exc:  # every other failure ends the episode with its class recorded
             error = _unwrap(exc)

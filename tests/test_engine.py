@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
 import anyio
 import pytest
 
-from engine.config import EngineConfig, PolicyConfig, plan_episodes
+from engine.config import EngineConfig, EpisodeSpec, PolicyConfig, UserConfig, plan_episodes
 from engine.engine import Engine
+from engine.envs.local import LocalBackend
+from engine.errors import ConfigError
 from engine.events import EventLog, MemorySink
 from tests.helpers import assert_event_invariants, run_specs
 
@@ -80,3 +87,69 @@ async def test_cancelling_a_run_closes_every_started_episode() -> None:
     assert "cancelled" in statuses
     [end] = sink.named("run_end")
     assert end["interrupted"] is True
+
+
+BAD_SPECS = {
+    "unknown-task": ({"task_id": "no-such-task"}, r"unknown task_id 'no-such-task' in domain 'telecom'"),
+    "unknown-domain": ({"domain": "airlin"}, r"unknown domain 'airlin'; expected one of airline, mock"),
+    "unknown-split": ({"split": "nope"}, r"unknown split 'nope'"),
+    "unknown-policy": ({"policy": PolicyConfig(name="gpt")}, r"unknown policy 'gpt'"),
+    "openai-without-endpoint": ({"policy": PolicyConfig(name="openai")}, r"needs a model endpoint"),
+    "llm-user-without-endpoint": (
+        {"solo_mode": False, "user": UserConfig(kind="llm")}, r"user 'llm' needs an endpoint"
+    ),
+    "max-steps": ({"max_steps": 0}, r"max_steps must be >= 1, got 0"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_SPECS.values(), ids=BAD_SPECS.keys())
+@pytest.mark.parametrize("entry", ["run", "stream", "run_one"])
+async def test_a_bad_spec_among_good_ones_is_a_config_error_before_any_episode_starts(
+    bad: tuple[dict[str, Any], str], entry: str
+) -> None:
+    changes, message = bad
+    good = plan_episodes(domain="telecom", limit=3)
+    specs = [*good[:2], replace(good[2], **changes)]
+    sink = MemorySink()
+    cfg = EngineConfig(concurrency=4)
+    engine = Engine(cfg, EventLog(cfg.run_id, [sink]))
+    with pytest.raises(ConfigError, match=message):
+        if entry == "run":
+            await engine.run(specs)
+        elif entry == "stream":
+            async with engine.stream(specs) as results:
+                [r async for r in results]
+        else:
+            await engine.run_one(specs[-1])
+    await engine.aclose()
+    assert sink.events == []
+
+
+async def test_a_config_error_inside_an_episode_is_that_episodes_result() -> None:
+    specs = plan_episodes(domain="telecom", limit=6)
+    broken = specs[2].task_id
+    backend = LocalBackend(anyio.CapacityLimiter(2))
+
+    class OneMisconfigured:
+        name = "local"
+
+        @asynccontextmanager
+        async def session(self, spec: EpisodeSpec) -> AsyncIterator[Any]:
+            if spec.task_id == broken:
+                raise ConfigError("a setting only this episode's environment refuses")
+            async with backend.session(spec) as session:
+                yield session
+
+        async def aclose(self) -> None:
+            await backend.aclose()
+
+    sink = MemorySink()
+    cfg = EngineConfig(concurrency=6)
+    engine = Engine(cfg, EventLog(cfg.run_id, [sink]), backend=OneMisconfigured())
+    summary = await engine.run(specs)
+    assert summary.statuses == {"completed": 5, "infra_error": 1}
+    [failed] = [r for r in summary.results if r.status.value == "infra_error"]
+    assert failed.task_id == broken and failed.error_type == "ConfigError"
+    assert "only this episode" in (failed.error or "")
+    assert_event_invariants(sink.events)
+    assert sink.events[-1]["event"] == "run_end" and sink.events[-1]["interrupted"] is False
