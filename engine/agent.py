@@ -6,10 +6,11 @@ trajectory message.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -265,15 +266,67 @@ class ObservedModel(WholeResponseModel):
         return response
 
 
+class EpisodeClosed(EngineError):
+    """A tool call of an episode whose conversation has ended (its environment is released)."""
+
+
+TOOL_DRAIN_S = 5.0
+"""How long an ended conversation waits for its cancelled tool calls to finish."""
+
+
 @dataclass
 class EpisodeTools:
     """What the agent's tools act on: the Runner's context object of one episode. Tools
-    themselves are shared by every episode with the same tool list."""
+    themselves are shared by every episode with the same tool list.
+
+    Every tool call runs inside the episode's scope. The SDK runs the calls of one message
+    as tasks of its own and, when one raises, does not cancel the others (0.4.2's
+    asyncio.gather): `close()` cancels and awaits such stragglers before the episode is
+    scored, ends and releases its environment, and a call that starts later fails at once."""
 
     session: EnvSession
     state: EpisodeState
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     """Tools of one message run one at a time, in call order, as in tau2."""
+    closed: bool = False
+    sealed: bool = False
+    """The conversation ended and close() has returned: nothing of this episode happens now."""
+    _running: set[anyio.CancelScope] = field(default_factory=set)
+    _drained: anyio.Event = field(default_factory=anyio.Event)
+
+    @contextlib.contextmanager
+    def call_scope(self) -> Iterator[None]:
+        """One tool call, cancelled by `close()`."""
+        if self.closed:
+            raise EpisodeClosed("the episode's conversation has ended; its tool calls are not run")
+        with anyio.CancelScope() as scope:
+            self._running.add(scope)
+            try:
+                yield
+            finally:
+                self._running.discard(scope)
+                if self.closed and not self._running:
+                    self._drained.set()
+        if scope.cancelled_caught:
+            raise EpisodeClosed("the episode's conversation ended while this tool call ran")
+
+    def check_open(self) -> None:
+        if self.sealed:
+            raise EpisodeClosed("the episode has ended; this tool call's result is dropped")
+
+    async def close(self) -> None:
+        """End the conversation's tool calls: cancel those still running and wait for them
+        (shielded, at most TOOL_DRAIN_S)."""
+        self.closed = True
+        try:
+            if not self._running:
+                return
+            for scope in list(self._running):
+                scope.cancel()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(TOOL_DRAIN_S):
+                await self._drained.wait()
+        finally:
+            self.sealed = True
 
 
 async def _invoke(episode: EpisodeTools, call_id: str, name: str, raw_arguments: str) -> str:
@@ -283,16 +336,20 @@ async def _invoke(episode: EpisodeTools, call_id: str, name: str, raw_arguments:
     if call_id in state.skipped_calls or name == DONE_TOOL:
         return STOP_TOKEN
     arguments = parse_arguments(raw_arguments)
-    async with episode.lock:
-        started = time.perf_counter()
-        result = await episode.session.call_tool(tool_call(call_id, name, arguments, "assistant"))
-        state.record_tool(name, arguments, result, latency_s=time.perf_counter() - started)
+    with episode.call_scope():
+        async with episode.lock:
+            episode.check_open()
+            started = time.perf_counter()
+            result = await episode.session.call_tool(tool_call(call_id, name, arguments, "assistant"))
+            episode.check_open()  # a call close() gave up waiting for touches nothing more
+            state.record_tool(name, arguments, result, latency_s=time.perf_counter() - started)
     return str(result.content)
 
 
 async def _think(episode: EpisodeTools, call_id: str, name: str, raw_arguments: str) -> str:
     arguments = parse_arguments(raw_arguments)
-    episode.state.events.emit("think", call_id=call_id, thoughts=arguments.get("thoughts", arguments))
+    with episode.call_scope():
+        episode.state.events.emit("think", call_id=call_id, thoughts=arguments.get("thoughts", arguments))
     return THINK_REPLY
 
 

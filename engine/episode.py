@@ -301,6 +301,8 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
         if isinstance(inner, EpisodeStop):
             return inner.reason
         raise
+    finally:  # before scoring, episode_end and the environment's release
+        await context.close()
 
 
 def _last_text(state: EpisodeState) -> str:

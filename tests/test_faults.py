@@ -4,6 +4,7 @@ environment stays open, and the counts add up (episodes lost must be 0)."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter
@@ -14,7 +15,9 @@ from typing import Any
 
 import anyio
 import pytest
+from openai.types.responses import ResponseFunctionToolCall
 
+from engine import sdk
 from engine.config import EngineConfig, EpisodeSpec, PolicyConfig, plan_episodes
 from engine.engine import Engine
 from engine.envs.local import LocalBackend, LocalSession
@@ -354,3 +357,82 @@ async def test_a_timeout_raised_inside_the_episode_is_infra_error_not_the_deadli
     summary = await engine.run([spec])
     [result] = summary.results
     assert result.status.value == "infra_error" and result.error_type == "TimeoutError"
+
+
+class TwoToolCalls(sdk.WholeResponseModel):
+    """A model whose every message calls the first two tools of its list at once."""
+
+    async def get_response(
+        self, system_instructions: str | None, input: Any, model_settings: sdk.ModelSettings,
+        tools: list[sdk.Tool], output_schema: Any, handoffs: list[Any], tracing: Any, **kwargs: Any,
+    ) -> sdk.ModelResponse:
+        calls = [
+            ResponseFunctionToolCall(
+                type="function_call", call_id=f"call_{n}", name=tool.name, arguments=json.dumps({}),
+                id=f"fc_{n}", status="completed",
+            )
+            for n, tool in enumerate(tools[:2])
+        ]
+        return sdk.ModelResponse(output=calls, usage=sdk.Usage(requests=1), response_id=None)
+
+
+async def test_a_failing_tool_call_ends_its_sibling_before_the_episode_ends() -> None:
+    """The first of two calls of one message raises (out of the SDK's Runner); the second,
+    slow, must not act on the released environment nor emit after episode_end."""
+    sink = MemorySink()
+    config = EngineConfig(concurrency=2)
+    backend = LocalBackend(anyio.CapacityLimiter(2))
+    gate = anyio.Event()
+    second_call_over = anyio.Event()
+    after_release: list[str] = []
+
+    class FirstCallFails:
+        name = "local"
+
+        @asynccontextmanager
+        async def session(self, spec: EpisodeSpec) -> AsyncIterator[Any]:
+            async with backend.session(spec) as session:
+                released = False
+                original = session.call_tool
+                calls = 0
+
+                async def call_tool(call: Any) -> Any:
+                    nonlocal calls
+                    calls += 1
+                    if released:
+                        after_release.append(call.name)
+                    if calls == 1:
+                        raise RuntimeError("the environment failed this call")
+                    try:
+                        await gate.wait()  # slow: still running when the first has failed
+                        if released:
+                            after_release.append(call.name)
+                        return await original(call)
+                    finally:
+                        second_call_over.set()
+
+                session.call_tool = call_tool
+                try:
+                    yield session
+                finally:
+                    released = True
+
+        async def aclose(self) -> None:
+            await backend.aclose()
+
+    engine = Engine(
+        config,
+        EventLog(config.run_id, [sink]),
+        backend=FirstCallFails(),
+        model_factory=lambda spec, task: TwoToolCalls(),
+    )
+    summary = await engine.run(plan_episodes(domain="telecom", limit=1, solo_mode=True))
+    gate.set()  # whatever still waits may go on now
+    with anyio.fail_after(10):
+        await second_call_over.wait()
+    [result] = summary.results
+    assert result.status.value == "infra_error" and result.error_type == "RuntimeError"
+    assert after_release == []
+    names = [e["event"] for e in sink.events]
+    assert names.index("episode_end") == len(names) - 2 and names[-1] == "run_end", names
+    assert_event_invariants(sink.events)
