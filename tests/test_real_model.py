@@ -117,29 +117,54 @@ def test_non_solo_with_the_llm_user_on_the_same_server(
     assert any(u["model"] == MODEL_ALIAS for u in users) or "user simulator" in (end["error"] or "")
 
 
-def test_telecom_agent_with_its_tools_calls_them_or_its_empty_reply_ends_as_tau2s(
+# llama-cpp-python 0.3.36's chatml-function-calling, given tools and tool_choice "auto",
+# first lets the model choose between "message:" and "functions.<name>:" under a grammar,
+# sampled at temperature 0 whatever the request says; "message" then continues under a
+# grammar that admits only a function name or <|im_end|>, so a text reply is always empty.
+# Which path SmolLM2 takes is thus a function of the prompt alone: the scripted user's
+# opening line (tau2's reason for the call) picks it, the same way on every run.
+TOOLS_TASK = "[service_issue]airplane_mode_on|unseat_sim_card[PERSONA:None]"
+"""Opens with "Your phone has been showing 'No Service'...": SmolLM2 calls a function."""
+EMPTY_TASK = "[mobile_data_issue]airplane_mode_on|user_abroad_roaming_enabled_off[PERSONA:None]"
+"""Opens with "You mobile data is not working properly...": SmolLM2 takes "message"."""
+
+
+def test_telecom_agent_calls_its_tools_and_an_empty_reply_ends_as_tau2s(
     server: LlamaServer, tmp_path: Path
 ) -> None:
-    """Dual-control telecom, the agent's requests with tools and tool_choice "auto".
-    llama-cpp-python 0.3.36's chatml-function-calling then picks, greedily, either a
-    function or "message", and its "message" continuation grammar admits only a function
-    or <|im_end|>: a text reply is always empty. Either way the engine must do what tau2
-    does: run the tool calls, or ask again 3 times and end agent_error (EmptyMessage)."""
+    """Dual-control telecom, the agent's requests carrying tools and tool_choice "auto" as
+    stock tau2's LLMAgent sends them. On one task the real model calls telecom tools, which
+    the environment runs and stock tau2 re-scores; on the other it replies empty, and the
+    engine does what tau2 does: asks again 3 times, then ends agent_error (EmptyMessage)."""
+    from tau2.domains.telecom.environment import get_environment
+
+    telecom_tools = {tool.name for tool in get_environment().get_tools()}
     events = tmp_path / "telecom-tools.jsonl"
-    proc = run_cli("run", "--domain", "telecom", "--limit", "1", "--events", str(events),
-                   *policy_flags(server), "--user", "scripted", *BUDGET)
-    records = check_run(proc, events, "telecom", 1, label="telecom, scripted user")
-    (end,) = [e for e in records if e["event"] == "episode_end"]
-    calls = [e for e in records if e["event"] == "tool_call" and e["requestor"] == "assistant"]
-    asked = [t for t in records if t["event"] == "turn" and t["role"] == "assistant" and t["tool_calls"]]
-    empties = [r for r in records if r["event"] == "retry" and r["error_type"] == "EmptyMessage"]
-    print(f"  assistant tool calls: {len(calls)}; empty replies asked again: {len(empties)}")
+    proc = run_cli("run", "--domain", "telecom", "--task-id", TOOLS_TASK, "--task-id", EMPTY_TASK,
+                   "--concurrency", "1", "--events", str(events), *policy_flags(server),
+                   "--user", "scripted", *BUDGET)
+    records = check_run(proc, events, "telecom", 2, label="telecom, scripted user")
+    episodes = {episode[0]["task_id"]: episode for episode in by_episode(records).values()}
+
+    tools = episodes[TOOLS_TASK]
+    (end,) = [e for e in tools if e["event"] == "episode_end"]
+    asked = [t for t in tools if t["event"] == "turn" and t["role"] == "assistant" and t["tool_calls"]]
+    calls = [e for e in tools if e["event"] == "tool_call" and e["requestor"] == "assistant"]
+    print(f"  {TOOLS_TASK}: assistant tool calls {[(c['name'], c['arguments'], c['result']) for c in calls]}")
+    assert asked and all(t["model"] == MODEL_ALIAS for t in asked), end
     assert [c["call_id"] for c in calls] == [c["id"] for t in asked for c in t["tool_calls"]]
-    if end["error_type"] == "EmptyMessage":
-        assert len(empties) >= 3 and end["status"] == "agent_error"
-        assert "neither text nor tool calls, 4 times in a row" in end["error"]
-    else:
-        assert calls, end
+    assert {c["name"] for c in calls} <= telecom_tools and all(isinstance(c["result"], str) for c in calls)
+    assert end["tool_calls"] == len(calls) and end["error_type"] != "EmptyMessage"
+    assert any(e["event"] == "reward" for e in tools)  # re-scored by stock tau2 in check_run
+
+    empty = episodes[EMPTY_TASK]
+    (end,) = [e for e in empty if e["event"] == "episode_end"]
+    retries = [r for r in empty if r["event"] == "retry" and r["error_type"] == "EmptyMessage"]
+    print(f"  {EMPTY_TASK}: empty replies asked again: {len(retries)}")
+    assert (end["status"], end["error_type"], end["model_calls"], len(retries)) == (
+        "agent_error", "EmptyMessage", 4, 3), end
+    assert "neither text nor tool calls, 4 times in a row" in end["error"]
+    assert not [e for e in empty if e["event"] == "tool_call"]
 
 
 def test_a_context_overflow_is_agent_error_and_not_retried(tmp_path: Path) -> None:
