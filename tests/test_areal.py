@@ -191,10 +191,29 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def _alive() -> dict[str, int]:
+    """Engines and event loops still reachable (a per-call engine, loop or pool kept alive
+    would show here)."""
+    from engine.engine import Engine
+
+    objects = gc.get_objects()
+    return {
+        "engines": sum(isinstance(o, Engine) for o in objects),
+        "loops": sum(isinstance(o, asyncio.AbstractEventLoop) for o in objects),
+    }
+
+
 @pytest.mark.timeout(2400)  # 2 x 1,020 episodes on two loaded cores
 def test_fds_and_memory_stay_flat_over_1000_subprocess_style_calls(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Over 1,000 calls: no file descriptor, engine, event loop or Python allocation kept per
+    call. RSS is printed, not asserted: a library leaves the garbage collector alone (no
+    gc.freeze of the shared task data, issue 11), so with millions of long-lived objects
+    (tau2, litellm) full collections are rare and the cyclic garbage of finished loops
+    waits for one, raising RSS to a plateau; it is freed (tracemalloc), not kept."""
+    import tracemalloc
+
     task = distinct_ticket_tasks("telecom")[0]
     with FakeOpenAI(gold_agent([task], solo_mode=True)).running() as policy:
         workflow = Tau2Workflow(**workflow_kwargs(tau2_env_config(solo_mode=True)))
@@ -212,18 +231,23 @@ def test_fds_and_memory_stay_flat_over_1000_subprocess_style_calls(
                 assert call() == 1.0
                 policy.requests.clear()
             gc.collect()
-            fds, rss = _fds(), _rss_mb()
+            fds, rss, alive = _fds(), _rss_mb(), _alive()
+            tracemalloc.start()
             for _ in range(1000):
                 assert call() == 1.0
                 policy.requests.clear()
             gc.collect()
-            figures.append((name, fds, _fds(), rss, _rss_mb()))
+            kept_mb = tracemalloc.get_traced_memory()[0] / 2**20
+            tracemalloc.stop()
+            figures.append((name, fds, _fds(), rss, _rss_mb(), kept_mb, alive, _alive()))
     with capsys.disabled():
-        for name, fds0, fds1, rss0, rss1 in figures:
-            print(f"\n1000 x {name}: fds {fds0} -> {fds1}, RSS {rss0:.1f} -> {rss1:.1f} MB")
-    for name, fds0, fds1, rss0, rss1 in figures:
-        assert fds1 == fds0, name
-        assert rss1 - rss0 < 40, name  # MB over 1,000 calls: no engine, loop or pool kept per call
+        for name, fds0, fds1, rss0, rss1, kept_mb, alive0, alive1 in figures:
+            print(f"\n1000 x {name}: fds {fds0} -> {fds1}, Python allocations kept {kept_mb:.2f} MB, "
+                  f"engines/loops alive {alive0} -> {alive1}, RSS {rss0:.1f} -> {rss1:.1f} MB")
+    for name, fds0, fds1, _, _, kept_mb, alive0, alive1 in figures:
+        assert fds1 <= fds0, name  # idle keep-alive sockets of the warm-up may close meanwhile
+        assert alive1 == alive0, name
+        assert kept_mb < 5, name  # MB kept over 1,000 calls: nothing per call
 
 
 def test_the_loader_runs_the_workflow_inline_on_the_proxys_session(
