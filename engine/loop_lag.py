@@ -75,5 +75,14 @@ class LoopLagMonitor:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process (Linux reports KiB)."""
+    """Peak resident set size of this program, MB: Linux's VmHWM, which starts afresh at
+    exec (`ru_maxrss` does not: a subprocess forked from a large parent reports at least the
+    parent's size); `ru_maxrss` where /proc is missing."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -153,3 +153,16 @@ async def test_a_config_error_inside_an_episode_is_that_episodes_result() -> Non
     assert "only this episode" in (failed.error or "")
     assert_event_invariants(sink.events)
     assert sink.events[-1]["event"] == "run_end" and sink.events[-1]["interrupted"] is False
+
+
+def test_peak_rss_is_the_programs_own_not_its_forking_parents() -> None:
+    import subprocess
+    import sys
+
+    ballast = bytearray(600 * 2**20)  # the parent's pages, touched
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    probe = "from engine.loop_lag import peak_rss_mb; print(peak_rss_mb())"
+    child_mb = float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                    check=True).stdout)
+    del ballast
+    assert 0 < child_mb < 300
