@@ -140,7 +140,7 @@ def main() -> None:
         llama_server(args.python, Path(tmp) / "llama.log", args.n_ctx) as url,
     ):
         policy = PolicyConfig(name="openai", endpoint=Endpoint(base_url=url, model=MODEL, max_retries=1),
-                              sampling=Sampling(temperature=0.0, max_tokens=args.max_tokens))
+                              sampling=Sampling(temperature=0.0, max_completion_tokens=args.max_tokens))
         specs = [EpisodeSpec(domain="airline", task_id=tasks[i % len(tasks)].id, sample=i // len(tasks),
                              solo_mode=False, policy=policy, max_steps=args.max_steps)
                  for i in range(args.episodes)]
