@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -123,6 +124,8 @@ async def run(specs: list[EpisodeSpec], concurrency: int) -> tuple[MemorySink, f
 
 
 def main() -> None:
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the server is stopped, never orphaned
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
