@@ -41,9 +41,9 @@ import anyio
 from engine import catalog, tau2lib
 from engine.config import EngineConfig, EpisodeSpec, PolicyConfig
 from engine.engine import Engine
-from engine.envs import tau2_cache
 from engine.events import EventLog, JsonlFileSink, read_events
 from engine.loop_lag import peak_rss_mb
+from engine.process import own_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import stock_runner  # noqa: E402
@@ -271,10 +271,7 @@ def main() -> None:
     parser.add_argument("--engine-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--packing-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    # a benchmark owns its process, as the CLI does: tau2's logs into logging, the shared
-    # task data out of the garbage collector's full passes (engine/envs/tau2_cache.py)
-    tau2lib.route_logs_to_logging()
-    tau2_cache.freeze_shared_data()
+    own_process()  # a benchmark owns its process, as the CLI does
     tau2lib.load()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)

@@ -34,6 +34,7 @@ from engine import catalog
 from engine.config import EngineConfig, EpisodeSpec, PolicyConfig
 from engine.engine import Engine
 from engine.events import EventLog, JsonlFileSink
+from engine.process import own_process
 from engine.results import EpisodeResult
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -109,11 +110,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=4000)
     args = parser.parse_args()
-    from engine import tau2lib
-    from engine.envs import tau2_cache
-
-    tau2lib.route_logs_to_logging()  # a benchmark owns its process, as the CLI does
-    tau2_cache.freeze_shared_data()
+    own_process()  # a benchmark owns its process, as the CLI does
     setup = {"domain": "telecom", "policy": "oracle", "solo_mode": True, "episodes": args.episodes,
              "concurrency": args.concurrency, "latency_ms": args.latency_ms, "warmup": args.warmup}
     print("soak setup:", json.dumps(setup), file=sys.stderr)

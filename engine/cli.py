@@ -53,6 +53,7 @@ from engine.console import RunProgress, summary_table
 from engine.errors import ConfigError
 from engine.extras import require_aenv
 from engine.interrupts import EXIT_SIGINT
+from engine.process import own_process
 
 if TYPE_CHECKING:
     from engine.events import EventSink
@@ -534,16 +535,6 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _own_process() -> None:
-    """What only a program that owns its process may do: tau2's logs into logging, the
-    shared task databases kept out of the garbage collector's full passes."""
-    from engine import tau2lib
-    from engine.envs import tau2_cache
-
-    tau2lib.route_logs_to_logging()
-    tau2_cache.freeze_shared_data()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -560,7 +551,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return main_analyze(argv[1:])
     args = build_parser().parse_args(argv)
-    _own_process()
+    own_process()
     try:
         if args.command == "run":
             return cmd_run(args)

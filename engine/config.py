@@ -542,16 +542,23 @@ def check_spec(spec: EpisodeSpec) -> None:
         check_float("timeout", spec.timeout_s, minimum=0, strict=True)
 
 
-def check_specs(specs: Iterable[EpisodeSpec]) -> None:
-    """`check_spec` for every distinct shape among `specs` (samples of a task share one)."""
-    seen: set[tuple[object, ...]] = set()
+def spec_shape(spec: EpisodeSpec) -> tuple[object, ...]:
+    """What `check_spec` looks at: specs of one shape (e.g. the samples of a task) pass or
+    fail together."""
+    policy, user = spec.policy, spec.user
+    return (
+        spec.domain, spec.task_id, spec.split, spec.data_dir, spec.solo_mode, spec.max_steps,
+        spec.max_errors, spec.timeout_s, policy.name, policy.endpoint is None, user.kind,
+        user.endpoint is None, user.litellm_model,
+    )
+
+
+def check_specs(specs: Iterable[EpisodeSpec], checked: set[tuple[object, ...]] | None = None) -> None:
+    """`check_spec` for every distinct shape among `specs` not already in `checked`; the
+    shapes that pass are added to it."""
+    seen = checked if checked is not None else set()
     for spec in specs:
-        policy, user = spec.policy, spec.user
-        shape = (
-            spec.domain, spec.task_id, spec.split, spec.data_dir, spec.solo_mode, spec.max_steps,
-            spec.max_errors, spec.timeout_s, policy.name, policy.endpoint is None, user.kind,
-            user.endpoint is None, user.litellm_model,
-        )
+        shape = spec_shape(spec)
         if shape not in seen:
             check_spec(spec)
             seen.add(shape)

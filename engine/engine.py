@@ -25,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine import stamp
 from engine.clients import ClientPool
-from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec, check_specs
+from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec, check_specs, spec_shape
 from engine.envs.base import EnvBackend
 from engine.envs.local import LocalBackend
 from engine.episode import EpisodeRuntime, run_episode
@@ -101,6 +101,8 @@ class Engine:
         self.episode_slots = anyio.Semaphore(config.concurrency)
         self.lag = LoopLagMonitor()
         self.summary = RunSummary()
+        self._valid_shapes: set[tuple[object, ...]] = set()
+        """Spec shapes already checked (engine.config.spec_shape)."""
 
     async def __aenter__(self) -> Engine:
         self._entered = True
@@ -112,10 +114,17 @@ class Engine:
         if self._owns_events:
             self.events.close()
 
+    async def _check(self, specs: list[EpisodeSpec]) -> None:
+        """ConfigError for the first bad spec; a shape checked before is not checked again,
+        so a hook's stream of episodes pays the thread hop once per task shape."""
+        unchecked = [spec for spec in specs if spec_shape(spec) not in self._valid_shapes]
+        if unchecked:
+            await anyio.to_thread.run_sync(check_specs, unchecked, self._valid_shapes)
+
     async def run_one(self, spec: EpisodeSpec) -> EpisodeResult:
         """One episode; a bad spec raises ConfigError before it starts."""
         async with self.episode_slots:
-            await anyio.to_thread.run_sync(check_specs, [spec])
+            await self._check([spec])
             return await run_episode(spec, self.runtime)
 
     @asynccontextmanager
@@ -127,7 +136,7 @@ class Engine:
         raises ConfigError before any episode starts; a failure inside an episode is that
         episode's result."""
         specs = list(specs)
-        await anyio.to_thread.run_sync(check_specs, specs)
+        await self._check(specs)
         async with self._results(specs) as results:
             yield results
 
@@ -185,7 +194,7 @@ class Engine:
         """A whole run: run_start, every episode, run_end (also when cancelled). A bad spec
         raises ConfigError before run_start."""
         specs = list(specs)
-        await anyio.to_thread.run_sync(check_specs, specs)
+        await self._check(specs)
         summary = self.summary = RunSummary()
         stamps = await anyio.to_thread.run_sync(stamp.distinct, specs)
         self.events.emit(

@@ -118,15 +118,11 @@ def _worker_main(
 
     import anyio
 
-    from engine import tau2lib
     from engine.engine import Engine
-    from engine.envs import tau2_cache
     from engine.shutdown import run_until_signalled
 
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115  tau2's tools print; the parent owns the terminal
-    logging.basicConfig(level=logging.WARNING)
-    tau2lib.route_logs_to_logging()  # this process is the worker's own
-    tau2_cache.freeze_shared_data()
+    logging.basicConfig(level=logging.WARNING)  # the rest of engine.process is inherited by fork
     lock = threading.Lock()
 
     def send(message: tuple[str, Any]) -> None:
