@@ -12,18 +12,21 @@ machine and its load average. Benchmarks (each one JSON line):
   built during the run) and warm (the remaining samples, same process).
 - rss_airline_300: peak RSS of a `tau2-engine run` subprocess holding 300 airline
   episodes in flight (2 s simulated latency).
-- packing_telecom_512: 512 telecom episodes of equal length in flight at 2 s simulated
-  latency: model-call time / (concurrency x wall), and event-loop lag.
-- scale_telecom_10000 (not in the default set; minutes): the same at 10,000 in flight and
-  10 s latency, in a fresh subprocess, with peak RSS.
+- packing_telecom_512: 512 telecom episodes of five model calls each, all in flight at 2 s
+  simulated latency: model-call time / (concurrency x wall), CPU per episode, event-loop lag,
+  in a fresh subprocess set up as the CLI sets up its process (`engine.process`: uvloop, the
+  tuned collector) and, beside it, one that embeds the library as is (asyncio's loop,
+  Python's default collector).
+- packing_telecom_10000 (`--only scale`, not in the default set; minutes): the same at 10,000
+  in flight and 10 s latency, as the CLI runs, with peak RSS.
 - event_sink: events/s through EventLog.emit into the JSONL file sink.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime
+import gc
 import json
 import os
 import platform
@@ -43,7 +46,7 @@ from engine.config import EngineConfig, EpisodeSpec, PolicyConfig
 from engine.engine import Engine
 from engine.events import EventLog, JsonlFileSink, read_events
 from engine.loop_lag import peak_rss_mb
-from engine.process import own_process
+from engine.process import event_loop_name, own_process, run_loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import stock_runner  # noqa: E402
@@ -117,11 +120,13 @@ def specs_for(domain: str, tasks: list[Any], n_samples: int, latency_ms: float =
     ]
 
 
-def engine_run(specs: list[EpisodeSpec], concurrency: int, events_path: Path) -> tuple[float, dict[str, Any]]:
+def engine_run(specs: list[EpisodeSpec], concurrency: int, events_path: Path,
+               owned: bool = True) -> tuple[float, dict[str, Any]]:
+    """`Engine.run` on the loop the CLI uses (`owned`) or on asyncio's."""
     events = EventLog("bench", [JsonlFileSink(events_path, append=False)])
     engine = Engine(EngineConfig(concurrency=concurrency, run_id="bench"), events)
     started = time.perf_counter()
-    summary = anyio.run(engine.run, specs)
+    summary = run_loop(engine.run, specs) if owned else anyio.run(engine.run, specs)
     wall = time.perf_counter() - started
     events.close()
     end = next(e for e in read_events(events_path) if e["event"] == "run_end")
@@ -195,27 +200,30 @@ def bench_rss(tmp: Path) -> None:
          episodes_per_s=round(end["episodes_per_s"], 1))
 
 
-def equal_length_tasks(domain: str) -> list[Any]:
-    """The domain's tasks with the most common number of gold actions (equal episode length)."""
-    tasks = list(catalog.task_set(domain, None).tasks)
-    count = collections.Counter(len(t.evaluation_criteria.actions or []) for t in tasks)
-    common = count.most_common(1)[0][0]
-    return [t for t in tasks if len(t.evaluation_criteria.actions or []) == common]
+MODEL_CALLS = 5
+"""Model calls per episode of the packing benchmarks: telecom's tasks of four gold actions
+(the oracle's four tool calls and its closing message)."""
 
 
-def packing_waves(n: int, latency_ms: float, tmp: Path) -> dict[str, Any]:
+def equal_length_tasks(domain: str, model_calls: int) -> list[Any]:
+    """The domain's tasks whose oracle episode makes `model_calls` model calls."""
+    return [t for t in catalog.task_set(domain, None).tasks
+            if len(t.evaluation_criteria.actions or []) + 1 == model_calls]
+
+
+def packing_waves(n: int, latency_ms: float, tmp: Path, owned: bool) -> dict[str, Any]:
     """Two identical waves of `n` telecom episodes of equal length, all in flight at once.
     The first (cold) wave also pays the one-off work of a process: parsing the domain,
     building its templates, the gold replay of each task. The second (warm) wave is the
     steady state of a long RL run, where those are long done."""
-    tasks = equal_length_tasks("telecom")
+    tasks = equal_length_tasks("telecom", MODEL_CALLS)
     specs = specs_for("telecom", tasks, -(-n // len(tasks)), latency_ms)[:n]
-    figures: dict[str, Any] = {"tasks": len(tasks), "model_calls_per_episode": len(
-        tasks[0].evaluation_criteria.actions or []) + 1}
+    figures: dict[str, Any] = {"tasks": len(tasks), "event_loop": event_loop_name() if owned else "asyncio",
+                               "gc_threshold": gc.get_threshold()}
     for wave in ("cold", "warm"):
         path = tmp / f"packing-{wave}.jsonl"
         cpu_started = time.process_time()
-        wall, end = engine_run(specs, n, path)
+        wall, end = engine_run(specs, n, path, owned)
         cpu = time.process_time() - cpu_started
         model_time = sum(e["latency_s"] for e in read_events(path)
                          if e["event"] == "turn" and e["role"] == "assistant" and not e.get("history"))
@@ -227,14 +235,23 @@ def packing_waves(n: int, latency_ms: float, tmp: Path) -> dict[str, Any]:
     return figures
 
 
-def bench_packing(tmp: Path, n: int, latency_ms: float) -> None:
-    """`n` in flight at `latency_ms`, in a fresh process (its peak RSS is the run's own)."""
-    result = child("--packing-child", str(n), str(latency_ms))
+PROCESS_SETUPS = {
+    "cli": "as the CLI sets up its process (engine.process: uvloop, tuned collector, frozen shared data)",
+    "library": "the library embedded as is (asyncio loop, Python's default collector)",
+}
+
+
+def bench_packing(tmp: Path, n: int, latency_ms: float, setups: tuple[str, ...]) -> None:
+    """`n` in flight at `latency_ms`, each process setup in a fresh process (its peak RSS is
+    the run's own), side by side."""
+    results = {setup: child("--packing-child", str(n), str(latency_ms), setup) for setup in setups}
+    first = next(iter(results.values()))
     emit(f"packing_telecom_{n}",
          {"domain": "telecom", "episodes": n, "in_flight": n, "latency_ms": latency_ms,
-          "tasks": result.pop("tasks"), "model_calls_per_episode": result.pop("model_calls_per_episode"),
-          "waves": "cold (fresh process), then warm (same specs again)", "process": "fresh subprocess"},
-         **result)
+          "tasks": first["tasks"], "model_calls_per_episode": MODEL_CALLS,
+          "waves": "cold (fresh process), then warm (same specs again)",
+          "processes": {setup: PROCESS_SETUPS[setup] for setup in setups}},
+         **{setup: r for setup, r in results.items()})
 
 
 def bench_event_sink(tmp: Path, n: int = 100_000) -> None:
@@ -269,9 +286,10 @@ def main() -> None:
                         help="threads of stock tau2's runner and episodes in flight of the engine")
     parser.add_argument("--scale", type=int, default=10_000, help="episodes in flight of `scale`")
     parser.add_argument("--engine-child", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--packing-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--packing-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    own_process()  # a benchmark owns its process, as the CLI does
+    if not (args.packing_child and args.packing_child[2] == "library"):
+        own_process()  # a benchmark owns its process, as the CLI does
     tau2lib.load()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -280,7 +298,8 @@ def main() -> None:
             engine_cold_warm(domain, int(n_tasks), int(samples), int(concurrency), tmp)
             return
         if args.packing_child:
-            print(json.dumps(packing_waves(int(args.packing_child[0]), float(args.packing_child[1]), tmp)))
+            n, latency_ms, setup = args.packing_child
+            print(json.dumps(packing_waves(int(n), float(latency_ms), tmp, owned=setup == "cli")))
             return
         only = set(args.only or DEFAULT)
         if "telecom" in only:
@@ -290,9 +309,9 @@ def main() -> None:
         if "rss" in only:
             bench_rss(tmp)
         if "packing" in only:
-            bench_packing(tmp, 512, 2000.0)
+            bench_packing(tmp, 512, 2000.0, ("cli", "library"))
         if "scale" in only:
-            bench_packing(tmp, args.scale, 10_000.0)
+            bench_packing(tmp, args.scale, 10_000.0, ("cli",))
         if "sink" in only:
             bench_event_sink(tmp)
 

@@ -11,6 +11,10 @@ Side by side, per model call:
   environment setup and scoring amortised);
 - `overhead_ms` = episode_ms - raw_ms, and the ratio episode_ms / raw_ms.
 
+The endpoint runs in a process of its own (`endpoint_process.py`; `--endpoint thread`: a
+uvicorn thread of this process, as before), and this process is set up as the CLI sets up its
+own (`engine.process`: uvloop, the tuned collector).
+
 Usage: python benchmarks/bench_model_overhead.py [--episodes N] [--concurrency C ...]
 Prints one JSON line per concurrency level.
 """
@@ -18,11 +22,14 @@ Prints one JSON line per concurrency level.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +37,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import anyio  # noqa: E402
+import httpx  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
 
 from engine import tau2lib  # noqa: E402
 from engine.config import Endpoint, EngineConfig, EpisodeSpec, PolicyConfig  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.events import EventLog, MemorySink  # noqa: E402
+from engine.process import event_loop_name, own_process, run_loop  # noqa: E402
 from tests.fake_openai_server import FakeOpenAI, distinct_ticket_tasks, gold_agent  # noqa: E402
 
 
@@ -69,35 +78,81 @@ async def raw_replay(base_url: str, bodies: list[dict[str, Any]], concurrency: i
     return elapsed
 
 
+ENDPOINTS = {"process": "tests.fake_openai_server in a process of its own (benchmarks/endpoint_process.py)",
+             "thread": "tests.fake_openai_server (uvicorn thread, this process)"}
+
+
+@contextlib.contextmanager
+def endpoint_process() -> Iterator[tuple[str, Any]]:
+    """The endpoint in its own process: its base URL and a function answering (and forgetting)
+    the request bodies it has received."""
+    script = Path(__file__).with_name("endpoint_process.py")
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        root = base_url.removesuffix("/v1")
+        for _ in range(200):  # until it accepts connections
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{root}/recorded", timeout=1)
+                break
+            time.sleep(0.05)
+
+        def recorded() -> list[dict[str, Any]]:
+            bodies: list[dict[str, Any]] = httpx.get(f"{root}/recorded", timeout=60).json()
+            return bodies
+
+        yield base_url, recorded
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def endpoint_thread() -> Iterator[tuple[str, Any]]:
+    server = FakeOpenAI(gold_agent(distinct_ticket_tasks("telecom"), solo_mode=True))
+    with server.running():
+        def recorded() -> list[dict[str, Any]]:
+            bodies = [dict(r.body) for r in server.requests]
+            server.requests.clear()
+            return bodies
+
+        yield server.base_url, recorded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--endpoint", choices=ENDPOINTS, default="process")
     args = parser.parse_args()
+    own_process()  # a benchmark owns its process, as the CLI does
     tau2lib.load()
     tasks = distinct_ticket_tasks("telecom")
-    server = FakeOpenAI(gold_agent(tasks, solo_mode=True))
-    with server.running():
-        endpoint = Endpoint(base_url=server.base_url, api_key="bench", model="bench")
+    with (endpoint_process() if args.endpoint == "process" else endpoint_thread()) as (base_url, recorded):
+        endpoint = Endpoint(base_url=base_url, api_key="bench", model="bench")
         specs = [
             EpisodeSpec(domain="telecom", task_id=tasks[i % len(tasks)].id, sample=i,
                         solo_mode=True, policy=PolicyConfig(name="openai", endpoint=endpoint))
             for i in range(args.episodes)
         ]
-        anyio.run(engine_run, specs[: len(tasks)], 4)  # warm-up: imports, caches, pools
+        run_loop(engine_run, specs[: len(tasks)], 4)  # warm-up: imports, caches, pools
         for concurrency in args.concurrency:
-            server.requests.clear()
-            wall, sink = anyio.run(engine_run, specs, concurrency)
-            bodies = [dict(r.body) for r in server.requests]
+            recorded()
+            wall, sink = run_loop(engine_run, specs, concurrency)
+            bodies = recorded()
             calls = len(bodies)
-            raw = anyio.run(raw_replay, server.base_url, bodies, concurrency)
+            raw = run_loop(raw_replay, base_url, bodies, concurrency)
+            recorded()
             turns = [e["latency_s"] for e in sink.named("turn")]
             raw_ms = raw / calls * 1000
             episode_ms = wall / calls * 1000
             print(json.dumps({
                 "bench": "model_overhead",
                 "setup": {"domain": "telecom", "solo_mode": True, "policy": "openai",
-                          "endpoint": "tests.fake_openai_server (uvicorn thread, this process)",
+                          "endpoint": ENDPOINTS[args.endpoint], "event_loop": event_loop_name(),
                           "episodes": args.episodes, "concurrency": concurrency, "latency_ms": 0},
                 "episodes": args.episodes,
                 "concurrency": concurrency,

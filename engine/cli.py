@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn
 
-import anyio
 from rich.console import Console
 
 from engine import catalog, interrupts, taskdata
@@ -53,7 +52,7 @@ from engine.console import RunProgress, summary_table
 from engine.errors import ConfigError
 from engine.extras import require_aenv
 from engine.interrupts import EXIT_SIGINT
-from engine.process import own_process
+from engine.process import own_process, run_loop
 
 if TYPE_CHECKING:
     from engine.events import EventSink
@@ -478,7 +477,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     summary, signalled = run_workers(specs, config, events, args.workers, progress.advance)
                 else:
                     engine = Engine(config, events)
-                    summary, signalled = anyio.run(
+                    summary, signalled = run_loop(
                         run_until_signalled, engine, specs, progress.advance, events
                     )
         finally:
@@ -530,7 +529,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     from engine.rescore import print_rescored, rescore_file
 
     with _stdout_to_logging() as real_stdout:
-        rescored = anyio.run(rescore_file, Path(args.events), _data_dir(args), _judge(args))
+        rescored = run_loop(rescore_file, Path(args.events), _data_dir(args), _judge(args))
         print_rescored(rescored, Console(file=real_stdout, soft_wrap=True), as_json=args.json)
     return EXIT_OK
 

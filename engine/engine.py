@@ -12,6 +12,7 @@ used without `async with` closes them at the end of `run`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -204,6 +205,7 @@ class Engine:
             engine_version=VERSION,
             pid=os.getpid(),
             stamps=stamps,
+            event_loop=_event_loop_name(),
         )
         started = time.perf_counter()
         interrupted = True
@@ -245,3 +247,8 @@ class Engine:
             close_models = getattr(self.runtime.make_model, "aclose", None)
             if close_models is not None:
                 await close_models()
+
+
+def _event_loop_name() -> str:
+    """The running event loop's implementation: "asyncio" or "uvloop" (engine.process)."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]

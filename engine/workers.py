@@ -116,9 +116,8 @@ def _worker_main(
     _die_with_parent()
     import logging
 
-    import anyio
-
     from engine.engine import Engine
+    from engine.process import run_loop
     from engine.shutdown import run_until_signalled
 
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115  tau2's tools print; the parent owns the terminal
@@ -139,7 +138,7 @@ def _worker_main(
 
     engine.runtime.observers.append(forward)
     try:
-        _, signalled = anyio.run(run_until_signalled, engine, specs, lambda _: None, events)
+        _, signalled = run_loop(run_until_signalled, engine, specs, lambda _: None, events)
     finally:
         events.close()
     end = sink.run_end or {}
@@ -205,6 +204,7 @@ def run_workers(
     signal asked for (None: no signal). Writes run_start, the workers' events and run_end
     through `events`' sinks."""
     from engine.engine import VERSION
+    from engine.process import event_loop_name
 
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
@@ -242,6 +242,7 @@ def run_workers(
                 pid=os.getpid(),
                 workers=workers,
                 worker_pids=[w.process.pid for w in pool],
+                event_loop=event_loop_name(),
             )
             _collect(pool, events, summary, on_result)
             interrupted = bool(received) or any(w.end is None or w.end["interrupted"] for w in pool)

@@ -30,6 +30,8 @@ def test_full_telecom_run_two_samples_all_complete(tmp_path: Path) -> None:
     ends = [e for e in records if e["event"] == "episode_end"]
     assert len(ends) == 228
     assert {e["status"] for e in ends} == {"completed"} and {e["reward"] for e in ends} == {1.0}
+    [start] = [e for e in records if e["event"] == "run_start"]
+    assert start["event_loop"] == "uvloop"  # the CLI's loop (engine.process.run_loop)
 
 
 def test_tasks_lists_ids() -> None:

@@ -69,6 +69,7 @@ async def test_run_emits_run_start_and_run_end_with_summary() -> None:
     [start] = sink.named("run_start")
     [end] = sink.named("run_end")
     assert start["episodes_planned"] == 8
+    assert start["event_loop"] == "asyncio"  # the caller's loop: a library never picks one
     assert end["episodes"] == 8 and end["statuses"] == {"completed": 8} and end["mean_reward"] == 1.0
     assert end["pass_hat_k"] == {"1": 1.0, "2": 1.0}
     assert set(end["loop_lag_s"]) >= {"p50", "p99", "max"} and end["peak_rss_mb"] > 0

@@ -53,6 +53,7 @@ before = {
     "stdout": id(sys.stdout), "stderr": id(sys.stderr), "freeze": gc.get_freeze_count(),
     "sigint": repr(signal.getsignal(signal.SIGINT)), "sigterm": repr(signal.getsignal(signal.SIGTERM)),
     "root_handlers": len(logging.getLogger().handlers), "gc_enabled": gc.isenabled(),
+    "gc_threshold": gc.get_threshold(), "loop_policy": type(asyncio.get_event_loop_policy()).__name__,
 }
 import engine
 from engine import catalog
@@ -66,6 +67,7 @@ after = {
     "stdout": id(sys.stdout), "stderr": id(sys.stderr), "freeze": gc.get_freeze_count(),
     "sigint": repr(signal.getsignal(signal.SIGINT)), "sigterm": repr(signal.getsignal(signal.SIGTERM)),
     "root_handlers": len(logging.getLogger().handlers), "gc_enabled": gc.isenabled(),
+    "gc_threshold": gc.get_threshold(), "loop_policy": type(asyncio.get_event_loop_policy()).__name__,
 }
 logger.info("still mine")
 print(json.dumps({"before": before, "after": after, "reward": reward, "mine_kept": "still mine" in seen}))
@@ -81,6 +83,30 @@ def test_using_the_library_changes_nothing_process_wide() -> None:
     assert report["after"] == report["before"]
     assert report["mine_kept"]  # the process's own loguru handler was left in place
     assert "tau2" not in done.stderr  # tau2's per-call DEBUG records are off, not printed
+
+
+OWNER = r"""
+import asyncio, gc, json
+from engine.process import COLLECTOR_THRESHOLDS, own_process, run_loop
+default = gc.get_threshold()
+own_process()
+
+async def loop_module():
+    return type(asyncio.get_running_loop()).__module__
+
+print(json.dumps({"default": default, "owned": gc.get_threshold(), "expected": COLLECTOR_THRESHOLDS,
+                  "loop": run_loop(loop_module), "policy": type(asyncio.get_event_loop_policy()).__module__}))
+"""
+
+
+def test_a_program_owning_its_process_tunes_the_collector_and_runs_uvloop() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", OWNER], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["default"] != report["owned"] == report["expected"]
+    assert report["loop"].startswith("uvloop")
+    assert report["policy"].startswith("asyncio")  # only the new loop: no event loop policy installed
 
 
 def oracle_spec(task_id: str, *, timeout_s: float) -> EpisodeSpec:

@@ -79,6 +79,7 @@ def test_two_workers_run_every_episode_exactly_once_into_one_events_file(tmp_pat
     assert names.count("run_end") == 1 and names[-1] == "run_end"
     start, end = events[0], events[-1]
     assert start["workers"] == 2 and len(set(start["worker_pids"])) == 2
+    assert start["event_loop"] == "uvloop"
     assert {e["run_id"] for e in events} == {start["run_id"]}
     tasks = catalog.task_set("telecom", None).ids[:5]
     ended = collections.Counter((e["task_id"], e["sample"]) for e in events if e["event"] == "episode_end")
