@@ -5,11 +5,15 @@ Runs telecom solo episodes with the `openai` policy against the test suite's fak
 the very same request bodies with a bare `AsyncOpenAI` client at the same concurrency.
 Side by side, per model call:
 
-- `raw_ms`: bare client round trip (HTTP + JSON, the floor any client pays);
+- `raw_ms`: bare client round trip (`AsyncOpenAI.post` of the recorded body, parsed into a
+  `ChatCompletion`: HTTP + JSON, the floor any client pays);
 - `turn_ms`: the engine's `turn.latency_s` (Agents SDK request building and parsing);
 - `episode_ms`: episode wall time / model calls (everything: SDK runner, tools, events,
   environment setup and scoring amortised);
-- `overhead_ms` = episode_ms - raw_ms, and the ratio episode_ms / raw_ms.
+- `overhead_ms` = episode_ms - raw_ms, and the ratio episode_ms / raw_ms;
+- `cpu_ms` / `raw_cpu_ms`: this process's CPU time per model call, engine run / bare client
+  replay; `overhead_cpu_ms` their difference (with the endpoint in its own process: the
+  engine's own work per model call, whether or not the endpoint is the bottleneck).
 
 The endpoint runs in a process of its own (`endpoint_process.py`; `--endpoint thread`: a
 uvicorn thread of this process, as before), and this process is set up as the CLI sets up its
@@ -39,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
+from openai.types.chat import ChatCompletion  # noqa: E402
 
 from engine import tau2lib  # noqa: E402
 from engine.config import Endpoint, EngineConfig, EpisodeSpec, PolicyConfig  # noqa: E402
@@ -67,7 +72,7 @@ async def raw_replay(base_url: str, bodies: list[dict[str, Any]], concurrency: i
 
     async def one(body: dict[str, Any]) -> None:
         async with limiter:
-            await client.chat.completions.create(**body)
+            await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -141,10 +146,14 @@ def main() -> None:
         run_loop(engine_run, specs[: len(tasks)], 4)  # warm-up: imports, caches, pools
         for concurrency in args.concurrency:
             recorded()
+            cpu_started = time.process_time()
             wall, sink = run_loop(engine_run, specs, concurrency)
+            cpu = time.process_time() - cpu_started
             bodies = recorded()
             calls = len(bodies)
+            cpu_started = time.process_time()
             raw = run_loop(raw_replay, base_url, bodies, concurrency)
+            raw_cpu = time.process_time() - cpu_started
             recorded()
             turns = [e["latency_s"] for e in sink.named("turn")]
             raw_ms = raw / calls * 1000
@@ -162,6 +171,10 @@ def main() -> None:
                 "episode_ms": round(episode_ms, 3),
                 "overhead_ms": round(episode_ms - raw_ms, 3),
                 "ratio": round(episode_ms / raw_ms, 2),
+                "cpu_ms": round(cpu / calls * 1000, 3),
+                "raw_cpu_ms": round(raw_cpu / calls * 1000, 3),
+                "overhead_cpu_ms": (round((cpu - raw_cpu) / calls * 1000, 3)
+                                    if args.endpoint == "process" else None),
                 "calls_per_s": round(calls / wall, 1),
                 "raw_calls_per_s": round(calls / raw, 1),
                 "date": datetime.datetime.now().isoformat(timespec="minutes"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import gc
 import json
 import os
 import platform
@@ -28,13 +29,12 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import anyio
 
 from engine import catalog
 from engine.config import EngineConfig, EpisodeSpec, PolicyConfig
 from engine.engine import Engine
 from engine.events import EventLog, JsonlFileSink
-from engine.process import own_process
+from engine.process import event_loop_name, own_process, run_loop
 from engine.results import EpisodeResult
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -112,11 +112,12 @@ def main() -> None:
     args = parser.parse_args()
     own_process()  # a benchmark owns its process, as the CLI does
     setup = {"domain": "telecom", "policy": "oracle", "solo_mode": True, "episodes": args.episodes,
-             "concurrency": args.concurrency, "latency_ms": args.latency_ms, "warmup": args.warmup}
+             "concurrency": args.concurrency, "latency_ms": args.latency_ms, "warmup": args.warmup,
+             "event_loop": event_loop_name(), "gc_threshold": gc.get_threshold()}
     print("soak setup:", json.dumps(setup), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         events_path = Path(tmp) / "soak.jsonl"
-        fields = anyio.run(soak, args, events_path)
+        fields = run_loop(soak, args, events_path)
         fields["events_bytes"] = events_path.stat().st_size
     record = {
         "bench": "soak_telecom",

@@ -1,12 +1,16 @@
 """Pooled OpenAI-compatible clients, owned by whoever closes them (an Engine, its judge,
 a served environment).
 
-A `ClientPool` holds one `httpx.AsyncClient` sized to its owner's call limiter and the
-`AsyncOpenAI` clients built on it, cached by (base URL, key, timeout): episodes with their
+A `ClientPool` holds `httpx.AsyncClient`s sized to its owner's call limiter and the
+`AsyncOpenAI` clients built on them, cached by (base URL, key, timeout): episodes with their
 own key (AReaL gives each session one) get their own client sharing the pool's
-connections. A caller's own HTTP client (AReaL's inline mode hands the workflow one) is
-used as given and never closed here. The SDK's own retries are off (`max_retries=0`): the
-engine retries and records each retry (engine.retry).
+connections. A large pool is split into one HTTP client per `SHARD_CONNECTIONS` of its
+size, handed out in turn: httpcore walks every connection of a pool on each request (expiry
+and readability checks), which with 1,000 requests in flight through one pool was a quarter
+of the engine's CPU (benchmarks/bench_model_overhead.py). A caller's own HTTP client
+(AReaL's inline mode hands the workflow one) is used as given and never closed here. The
+SDK's own retries are off (`max_retries=0`): the engine retries and records each retry
+(engine.retry).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ _http_client_override: ContextVar[httpx.AsyncClient | None] = ContextVar(
 )
 
 CachedKey = tuple[str, str, float]
+
+SHARD_CONNECTIONS = 64
+"""Connections per HTTP client of a `ClientPool` (see the module's docstring)."""
 
 
 @contextlib.contextmanager
@@ -56,20 +63,33 @@ class ClientPool:
     def __init__(self, max_connections: int, *, max_clients: int = 4096) -> None:
         self.max_connections = max_connections
         self.max_clients = max_clients
-        self._http: httpx.AsyncClient | None = None
+        self.shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
+        self._http: list[httpx.AsyncClient] = []
+        self._turn = 0
         self._clients: weakref.WeakKeyDictionary[
             httpx.AsyncClient, collections.OrderedDict[CachedKey, AsyncOpenAI]
         ] = weakref.WeakKeyDictionary()
 
+    @property
+    def http_clients(self) -> list[httpx.AsyncClient]:
+        """The pool's own HTTP clients opened so far."""
+        return list(self._http)
+
     def http_client(self) -> httpx.AsyncClient:
-        if self._http is None:
+        """The pool's next HTTP client in turn (opened on first use). Each may hold up to
+        `max_connections`: clients are handed out per episode, not per request, so a
+        tighter share could queue one client's requests while another's sit idle; the
+        owner's call limiter bounds them together."""
+        shard = self._turn % self.shards
+        self._turn += 1
+        if shard == len(self._http):
             limits = httpx.Limits(
                 max_connections=self.max_connections,
                 max_keepalive_connections=self.max_connections,
             )
             timeout = httpx.Timeout(600.0, connect=10.0)
-            self._http = httpx.AsyncClient(limits=limits, timeout=timeout)
-        return self._http
+            self._http.append(httpx.AsyncClient(limits=limits, timeout=timeout))
+        return self._http[shard]
 
     def client(
         self, endpoint: Endpoint, http_client: httpx.AsyncClient | None = None
@@ -99,6 +119,6 @@ class ClientPool:
         """Close the pool's own connections (a caller's HTTP client stays the caller's).
         A later call opens a new pool, which its owner closes again."""
         self._clients.clear()
-        if self._http is not None:
-            http, self._http = self._http, None
+        own, self._http, self._turn = self._http, [], 0
+        for http in own:
             await http.aclose()

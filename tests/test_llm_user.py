@@ -274,11 +274,10 @@ async def test_the_engine_closes_the_pools_it_owns_when_its_block_ends(
         assert summary.statuses == {"completed": 1}
         models = engine.runtime.make_model
         assert isinstance(models, ModelFactory) and isinstance(engine.backend, LocalBackend)
-        policy_http = models.clients._http
-        user_http = engine.backend.user_clients._http
+        [policy_http] = models.clients.http_clients
+        [user_http] = engine.backend.user_clients.http_clients
         # inside the block the run did not close them: the engine may run again
-        assert policy_http is not None and not policy_http.is_closed
-        assert user_http is not None and not user_http.is_closed
+        assert not policy_http.is_closed and not user_http.is_closed
         again = await engine.run([spec(*servers)])
         assert again.statuses == {"completed": 1}
     assert policy_http.is_closed and user_http.is_closed
@@ -294,4 +293,4 @@ async def test_an_engine_without_a_block_closes_its_pools_at_the_end_of_its_run(
     await engine.run([spec(*servers)])
     models = engine.runtime.make_model
     assert isinstance(models, ModelFactory) and isinstance(engine.backend, LocalBackend)
-    assert models.clients._http is None and engine.backend.user_clients._http is None
+    assert models.clients.http_clients == [] and engine.backend.user_clients.http_clients == []

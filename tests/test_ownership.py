@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.clients import ClientPool
+from engine.clients import SHARD_CONNECTIONS, ClientPool
 from engine.config import Endpoint, EngineConfig, EpisodeSpec, PolicyConfig
 from engine.engine import Engine
 from engine.events import EventLog, MemorySink
@@ -42,6 +42,20 @@ def test_clients_are_cached_by_endpoint_and_key_with_a_bound() -> None:
     pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="c"))  # evicts b, the least recent
     assert pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="a")) is a
     assert pool.client(Endpoint(base_url="http://127.0.0.1:9/v1", api_key="b")) is not b
+
+
+@pytest.mark.anyio
+async def test_a_large_pool_hands_out_its_http_clients_in_turn_and_closes_them_all() -> None:
+    pool = ClientPool(200)  # 4 HTTP clients of up to SHARD_CONNECTIONS connections each
+    assert pool.shards == -(-200 // SHARD_CONNECTIONS) == 4
+    endpoint = Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k")
+    clients = [pool.client(endpoint) for _ in range(8)]
+    https = [c._client for c in clients]
+    assert len(set(map(id, https[:4]))) == 4 and https[4:] == https[:4]
+    assert clients[4:] == clients[:4]  # cached per HTTP client and endpoint
+    assert pool.http_clients == https[:4]
+    await pool.aclose()
+    assert all(h.is_closed for h in https[:4]) and pool.http_clients == []
 
 
 PROBE = r"""
