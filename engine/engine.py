@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine import stamp
 from engine.clients import ClientPool
+from engine.compute import COMPUTING_EPISODES
 from engine.config import OFFLINE_POLICIES, EngineConfig, EpisodeSpec, check_specs, spec_shape
 from engine.envs.base import EnvBackend
 from engine.envs.local import LocalBackend
@@ -98,6 +99,7 @@ class Engine:
             model_limiter=anyio.CapacityLimiter(config.model_slots),
             make_model=model_factory or ModelFactory(config.model_slots),
             backend_name=config.backend,
+            compute_gate=anyio.CapacityLimiter(COMPUTING_EPISODES),
         )
         self.episode_slots = anyio.Semaphore(config.concurrency)
         self.lag = LoopLagMonitor()

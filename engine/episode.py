@@ -16,6 +16,7 @@ import anyio
 
 from engine import scoring, stamp
 from engine.agent import EpisodeState, EpisodeStop, ObservedModel, build_agent, input_items
+from engine.compute import ComputeTurn
 from engine.config import EpisodeSpec
 from engine.deadline import Deadline
 from engine.envs.base import EnvBackend, EnvSession, Score
@@ -62,6 +63,8 @@ class EpisodeRuntime:
     model_limiter: anyio.CapacityLimiter
     make_model: Callable[[EpisodeSpec, Any], Model]
     backend_name: str = "local"
+    compute_gate: anyio.CapacityLimiter | None = None
+    """Episodes working on the event loop at once (engine.compute); None: no gate."""
     judge: Judge = field(default_factory=Judge)
     """Judges NL assertions of the tasks scored on them (closed with the engine)."""
     observers: list[Callable[[EpisodeResult], None]] = field(default_factory=list)
@@ -130,7 +133,13 @@ async def run_episode(spec: EpisodeSpec, runtime: EpisodeRuntime, *, attempt: in
         try:
             with deadline.scope:
                 async with deadline.slot(runtime.env_limiter), runtime.backend.session(spec) as session:
-                    state = EpisodeState(spec=spec, trajectory=Trajectory(), events=events, deadline=deadline)
+                    state = EpisodeState(
+                        spec=spec,
+                        trajectory=Trajectory(),
+                        events=events,
+                        deadline=deadline,
+                        compute=ComputeTurn(runtime.compute_gate, deadline),
+                    )
                     judged = scoring.needs_judge(session.task)
                     if judged and spec.judge is None:
                         raise JudgeError(_no_judge(spec))
@@ -257,7 +266,16 @@ def _describe(error: BaseException | None, status: Status) -> str | None:
 
 
 async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRuntime) -> str:
-    """Run the conversation; return tau2's termination reason."""
+    """Run the conversation; return tau2's termination reason. The episode works on the
+    loop in its turn (engine.compute), given up while it waits on the model or the user."""
+    await state.compute.enter()
+    try:
+        return await _conversation(session, state, runtime)
+    finally:
+        state.compute.leave()
+
+
+async def _conversation(session: EnvSession, state: EpisodeState, runtime: EpisodeRuntime) -> str:
     spec = state.spec
     for message in session.history:
         _record_history(state, message)
@@ -284,7 +302,11 @@ async def _converse(session: EnvSession, state: EpisodeState, runtime: EpisodeRu
         conversation = input_items(list(state.trajectory.messages))
         while True:
             state.check_budget()
-            replies = await session.send_to_user(agent_text)
+            if session.user_replies_wait:
+                async with state.compute.waiting():
+                    replies = await session.send_to_user(agent_text)
+            else:
+                replies = await session.send_to_user(agent_text)
             user_text = _record_user(state, replies)
             if is_stop(user_text):
                 return "user_stop"

@@ -53,12 +53,18 @@ def test_readme_table_marks_targets_not_met(
                                             "loop_lag_s": {**lag, "p99": 0.01}}, "peak_rss_mb": 3000.0}},
         {"bench": "model_overhead", "date": "d", "load_avg_1m": 1.0, "concurrency": 1000,
          "overhead_ms": 0.4, "episode_ms": 1.0, "raw_ms": 0.6},
+        {"bench": "model_overhead", "date": "d", "load_avg_1m": 1.0, "concurrency": 1000,
+         "setup": {"endpoint": "tests.fake_openai_server in a process of its own"},
+         "overhead_ms": 0.7, "episode_ms": 2.0, "raw_ms": 1.3, "cpu_ms": 2.5, "raw_cpu_ms": 1.1,
+         "overhead_cpu_ms": 1.4, "calls_per_s": 400.0, "raw_calls_per_s": 700.0},
     ]
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(json.dumps(r) for r in records)))
     readme_table.main()
     rows = capsys.readouterr().out.splitlines()[2:]
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert "10000 telecom episodes in flight" in rows[0] and "as the CLI runs" in rows[0]
     assert "**not met**" in rows[0] and "6.0 ms** CPU" in rows[0]
     assert "library embedded" in rows[1] and rows[1].endswith("<= 3 ms CPU: met |")
     assert "1000 in flight" in rows[2] and rows[2].endswith("<= 0.5 ms at 1,000: met |")
+    assert "endpoint in its own process" in rows[3] and "CPU **1.4 ms**" in rows[3]
+    assert rows[3].endswith("<= 0.5 ms at 1,000: **not met** |")

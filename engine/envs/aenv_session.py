@@ -124,6 +124,10 @@ class AenvSession:
         self._opening = opening
         self._server_done = False
 
+    tool_calls_wait = True
+    user_replies_wait = True
+    """Both are requests to the aenv server."""
+
     async def call_tool(self, call: ToolCall) -> ToolMessage:
         result = await guarded(self.address, f"tool {call.name!r}",
                                lambda: self.env.call_tool(call.name, dict(call.arguments)))

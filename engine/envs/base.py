@@ -56,6 +56,17 @@ class EnvSession(Protocol):
         """The task's initial message history (already applied to the environment)."""
         ...
 
+    @property
+    def tool_calls_wait(self) -> bool:
+        """A tool call waits on something outside the event loop (a remote environment):
+        the episode gives up its turn at the loop meanwhile (engine.compute)."""
+        ...
+
+    @property
+    def user_replies_wait(self) -> bool:
+        """The user's reply waits on something outside the event loop (an LLM)."""
+        ...
+
     async def call_tool(self, call: ToolCall) -> ToolMessage:
         """Execute one agent tool call; tool errors come back as error tool messages."""
         ...

@@ -210,6 +210,13 @@ class LocalSession:
             )
         )
 
+    tool_calls_wait = False
+    """tau2's tools run in this process, on the loop."""
+
+    @property
+    def user_replies_wait(self) -> bool:
+        return self.user is not None and not isinstance(self.user, ScriptedUser)
+
     def _run_user_tool(self, call: ToolCall) -> ToolMessage:
         return self.env.get_response(call)
 

@@ -1,0 +1,68 @@
+"""Episodes take turns at the event loop: at most `COMPUTING_EPISODES` of a run work on it
+at once, between their waits on something outside the process (a model call, an LLM user's
+reply, a remote environment's tool call), first come, first served.
+
+When thousands of episodes' model replies arrive together, an ungated loop interleaves all
+their turns: every await inside the Agents SDK's turn yields to the other episodes, so each
+finishes its turn (and sends its next model request) only near the end of the whole burst,
+and each turn's short-lived objects outlive many young garbage collections and are
+traversed again and again on their way to the old generation. Taking turns, an episode's
+next request leaves as soon as its own work is done, and its garbage dies young. Measured
+with 10,000 telecom episodes in flight at 10 s model latency
+(`benchmarks/bench_engine.py --only scale`): packing 0.72 -> 0.85, CPU per episode 6.2 ->
+4.3 ms, event-loop lag p99 267 -> 17 ms, time in the garbage collector 48 s -> 11 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from engine.deadline import Deadline
+
+COMPUTING_EPISODES = 16
+"""Episodes of one run working on the event loop at once (see the module's docstring). A
+handful is enough to keep the loop busy; the rest wait their turn in order."""
+
+
+class ComputeTurn:
+    """One episode's place at its run's gate (`None`: no gate, as for an episode driven
+    outside an engine). Entering waits for a turn, counted as queueing by the episode's
+    deadline; `waiting()` gives the turn up while the episode waits on the outside."""
+
+    def __init__(self, gate: anyio.CapacityLimiter | None = None, deadline: Deadline | None = None) -> None:
+        self._gate = gate
+        self._deadline = deadline
+        self._token: object | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._token is not None
+
+    async def enter(self) -> None:
+        if self._gate is None or self._token is not None:
+            return
+        token = object()
+        if self._deadline is not None:
+            async with self._deadline.queued():
+                await self._gate.acquire_on_behalf_of(token)
+        else:
+            await self._gate.acquire_on_behalf_of(token)
+        self._token = token
+
+    def leave(self) -> None:
+        if self._gate is not None and self._token is not None:
+            token, self._token = self._token, None
+            self._gate.release_on_behalf_of(token)
+
+    @asynccontextmanager
+    async def waiting(self) -> AsyncIterator[None]:
+        """Without the turn for the block; back in line after it (not after an exception:
+        the episode is ending, and its end leaves the gate anyway)."""
+        held = self.held
+        self.leave()
+        yield
+        if held:
+            await self.enter()
