@@ -9,8 +9,8 @@ and each turn's short-lived objects outlive many young garbage collections and a
 traversed again and again on their way to the old generation. Taking turns, an episode's
 next request leaves as soon as its own work is done, and its garbage dies young. Measured
 with 10,000 telecom episodes in flight at 10 s model latency
-(`benchmarks/bench_engine.py --only scale`): packing 0.72 -> 0.85, CPU per episode 6.2 ->
-4.3 ms, event-loop lag p99 267 -> 17 ms, time in the garbage collector 48 s -> 11 s.
+(`benchmarks/bench_engine.py --only scale`): packing 0.72 -> 0.81, CPU per episode 6.3 ->
+5.1 ms, event-loop lag p99 267 -> 20 ms, time in the garbage collector 48 s -> 14 s.
 """
 
 from __future__ import annotations
