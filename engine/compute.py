@@ -36,21 +36,28 @@ class ComputeTurn:
         self._gate = gate
         self._deadline = deadline
         self._token: object | None = None
+        self._entering = False
 
     @property
     def held(self) -> bool:
         return self._token is not None
 
     async def enter(self) -> None:
-        if self._gate is None or self._token is not None:
+        # Another task of the episode (a parallel tool call) already entering takes the turn
+        # for both: the episode holds one turn, whichever of its tasks asked.
+        if self._gate is None or self._token is not None or self._entering:
             return
-        token = object()
-        if self._deadline is not None:
-            async with self._deadline.queued():
+        self._entering = True
+        try:
+            token = object()
+            if self._deadline is not None:
+                async with self._deadline.queued():
+                    await self._gate.acquire_on_behalf_of(token)
+            else:
                 await self._gate.acquire_on_behalf_of(token)
-        else:
-            await self._gate.acquire_on_behalf_of(token)
-        self._token = token
+            self._token = token
+        finally:
+            self._entering = False
 
     def leave(self) -> None:
         if self._gate is not None and self._token is not None:

@@ -183,6 +183,13 @@ async def test_a_turn_given_up_for_a_wait_is_taken_back_after_it_not_after_an_er
     assert not turn.held and gate.borrowed_tokens == 0
     turn.leave()  # leaving when not holding is harmless
     assert gate.borrowed_tokens == 0
+    # two tasks of one episode (parallel tool calls) entering at once hold one turn
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(turn.enter)
+        tg.start_soon(turn.enter)
+    assert turn.held and gate.borrowed_tokens == 1
+    turn.leave()
+    assert gate.borrowed_tokens == 0
     # without a gate (an episode outside an engine) every step is a no-op
     free = ComputeTurn()
     await free.enter()
