@@ -80,7 +80,8 @@ class EpisodeState:
     deadline: Deadline | None = None
     """The episode's deadline (waits for a model slot are not counted against it)."""
     compute: ComputeTurn = field(default_factory=ComputeTurn)
-    """The episode's turn at the event loop (engine.compute), given up around model calls."""
+    """The episode's turn at the event loop (engine.compute), given up while it waits on the
+    model, an LLM user or a remote tool call."""
 
     def check_budget(self) -> None:
         """tau2's orchestrator checks: step and tool-error budgets, before a new message."""
@@ -344,12 +345,8 @@ async def _invoke(episode: EpisodeTools, call_id: str, name: str, raw_arguments:
         async with episode.lock:
             episode.check_open()
             started = time.perf_counter()
-            call = tool_call(call_id, name, arguments, "assistant")
-            if episode.session.tool_calls_wait:
-                async with state.compute.waiting():
-                    result = await episode.session.call_tool(call)
-            else:
-                result = await episode.session.call_tool(call)
+            async with state.compute.waiting(episode.session.tool_calls_wait):
+                result = await episode.session.call_tool(tool_call(call_id, name, arguments, "assistant"))
             episode.check_open()  # a call close() gave up waiting for touches nothing more
             state.record_tool(name, arguments, result, latency_s=time.perf_counter() - started)
     return str(result.content)

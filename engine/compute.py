@@ -16,7 +16,8 @@ with 10,000 telecom episodes in flight at 10 s model latency
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any
 
 import anyio
 
@@ -50,10 +51,10 @@ class ComputeTurn:
         self._entering = True
         try:
             token = object()
-            if self._deadline is not None:
-                async with self._deadline.queued():
-                    await self._gate.acquire_on_behalf_of(token)
-            else:
+            queued: AbstractAsyncContextManager[Any] = (
+                self._deadline.queued() if self._deadline is not None else nullcontext()
+            )
+            async with queued:
                 await self._gate.acquire_on_behalf_of(token)
             self._token = token
         finally:
@@ -65,11 +66,13 @@ class ComputeTurn:
             self._gate.release_on_behalf_of(token)
 
     @asynccontextmanager
-    async def waiting(self) -> AsyncIterator[None]:
+    async def waiting(self, waits: bool = True) -> AsyncIterator[None]:
         """Without the turn for the block; back in line after it (not after an exception:
-        the episode is ending, and its end leaves the gate anyway)."""
-        held = self.held
-        self.leave()
+        the episode is ending, and its end leaves the gate anyway). `waits` False: the block
+        runs on the loop (an in-process tool, a scripted user) and keeps the turn."""
+        held = waits and self.held
+        if held:
+            self.leave()
         yield
         if held:
             await self.enter()

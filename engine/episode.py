@@ -302,10 +302,7 @@ async def _conversation(session: EnvSession, state: EpisodeState, runtime: Episo
         conversation = input_items(list(state.trajectory.messages))
         while True:
             state.check_budget()
-            if session.user_replies_wait:
-                async with state.compute.waiting():
-                    replies = await session.send_to_user(agent_text)
-            else:
+            async with state.compute.waiting(session.user_replies_wait):
                 replies = await session.send_to_user(agent_text)
             user_text = _record_user(state, replies)
             if is_stop(user_text):

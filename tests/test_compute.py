@@ -177,6 +177,9 @@ async def test_a_turn_given_up_for_a_wait_is_taken_back_after_it_not_after_an_er
     async with turn.waiting():
         assert gate.borrowed_tokens == 0 and not turn.held
     assert turn.held and gate.borrowed_tokens == 1
+    async with turn.waiting(False):  # work on the loop (an in-process tool) keeps the turn
+        assert turn.held and gate.borrowed_tokens == 1
+    assert turn.held and gate.borrowed_tokens == 1
     with pytest.raises(RuntimeError):
         async with turn.waiting():
             raise RuntimeError("the model call failed")
