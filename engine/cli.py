@@ -540,6 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # a signal before the run's own handling is in place
         print("tau2-engine: interrupted", file=sys.stderr)
         return exc.exit_code if isinstance(exc, interrupts.Interrupted) else EXIT_SIGINT
+    except Exception as exc:
+        code = interrupts.raised_on()
+        if code is None:
+            raise
+        print(f"tau2-engine: interrupted (during start-up, as {type(exc).__name__})", file=sys.stderr)
+        return code
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -11,6 +11,11 @@ during a long import stops it promptly; `defer()` turns that off before the CLI 
 what must be closed (the events file), after which a signal is only recorded until the run's
 own handling reads it (`received()`).
 
+The raised KeyboardInterrupt can come back as another exception: C code that calls into
+Python may wrap it (pydantic-core building a serializer while litellm, imported by tau2,
+defines its types turned it into a SchemaError). `raised_on()` tells the CLI that an
+exception escaping start-up had a signal raised under it, so it exits as the signal asks.
+
 Only the CLI's entry point installs the guard: importing the library changes no handler.
 """
 
@@ -40,11 +45,13 @@ class _Guard:
     def __init__(self) -> None:
         self.eager = True
         self.signum: int | None = None
+        self.raised = False
 
     def handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
         if self.eager:
+            self.raised = True
             raise Interrupted(exit_code_of(self.signum))
 
 
@@ -65,6 +72,14 @@ def defer() -> None:
 def received() -> int | None:
     """The exit code the first signal since `install()` asks for (None: no signal)."""
     return None if _guard.signum is None else exit_code_of(_guard.signum)
+
+
+def raised_on() -> int | None:
+    """The exit code when the guard raised at an arbitrary point (None: it never did).
+
+    Any exception escaping start-up after that is the signal's doing, whatever its type.
+    """
+    return received() if _guard.raised else None
 
 
 def check() -> None:

@@ -116,6 +116,45 @@ def test_a_signal_at_any_moment_from_process_start_stops_the_run(
     assert not late, f"{len(late)} episodes started after the signal"
 
 
+START_UP_THAT_WRAPS = """
+import os, signal, sys, time
+from engine import cli, interrupts
+
+def planning(args):
+    try:  # like C code calling back into Python: whatever it raises becomes its own error
+        if {signal_arrives}:
+            os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        raise LookupError("a real start-up failure")
+    except BaseException as exc:
+        raise RuntimeError("schema build failed: " + repr(exc)) from None
+
+interrupts.install()
+cli.cmd_tasks = planning
+sys.exit(cli.main(["tasks", "--domain", "mock"]))
+"""
+
+
+@pytest.mark.parametrize("signal_arrives", [True, False], ids=["signal", "no-signal"])
+def test_a_signal_wrapped_into_another_error_during_start_up_still_exits_as_the_signal(
+    signal_arrives: bool,
+) -> None:
+    """litellm's import under tau2 once turned Ctrl-C into pydantic-core's SchemaError (exit 1)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", START_UP_THAT_WRAPS.format(signal_arrives=signal_arrives)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if signal_arrives:
+        assert proc.returncode == 130, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert "interrupted (during start-up, as RuntimeError)" in proc.stderr
+    else:  # an error with no signal under it is not taken for one
+        assert proc.returncode == 1
+        assert "RuntimeError: schema build failed: LookupError" in proc.stderr
+
+
 def test_second_sigint_exits_at_once_leaving_whole_lines(tmp_path: Path) -> None:
     events = tmp_path / "E.jsonl"
     proc = _start(
